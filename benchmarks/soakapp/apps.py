@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SoakAppConfig(AppConfig):
+    name = "benchmarks.soakapp"
+    label = "soakapp"

@@ -1,0 +1,121 @@
+"""Who may read, and who may update, a hosted table.
+
+A policy is one of:
+
+- ``"public"``, ``"authenticated"``, ``"staff"``, ``"superuser"``;
+- ``"group:<name>"``: members of that Django group;
+- ``"perm:<app_label.codename>"``: ``user.has_perm(perm)``, and ``user.has_perm(perm, obj)``
+  where the table comes from a registry row, so per-object backends (django-guardian) work;
+- a callable ``policy(user, table_name) -> bool``;
+- ``None``: nobody (the default for ``editable``).
+
+Policies come from the table's declaration (``perspective_table(..., access=, editable=)``,
+``host_table(..., access=, editable=)``), then from the registry model when one is
+installed, then ``PERSPECTIVE["DEFAULT_ACCESS"]``. These checks may touch the database:
+call them from sync code, or through ``database_sync_to_async``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import conf
+
+Policy = str | Callable[[Any, str], bool] | None
+
+NAMED = ("public", "authenticated", "staff", "superuser")
+
+
+@dataclass(frozen=True)
+class TablePolicy:
+    read: Policy
+    update: Policy = None
+    obj: Any = None
+
+
+_hosted: dict[str, TablePolicy] = {}
+
+
+def declare(name: str, access: Policy, editable: Policy = None) -> None:
+    """Record the policy of a table hosted from code (``host_table``)."""
+    _hosted[name] = TablePolicy(access, editable)
+
+
+def validate(policy: Policy) -> None:
+    """Raise ValueError for a policy string this module does not understand."""
+    if policy is None or callable(policy):
+        return
+    if isinstance(policy, str) and (
+        policy in NAMED
+        or (policy.startswith("group:") and len(policy) > 6)
+        or (policy.startswith("perm:") and "." in policy)
+    ):
+        return
+    raise ValueError(
+        f"unknown access policy {policy!r}: use public, authenticated, staff, superuser, "
+        "group:<name>, perm:<app_label.codename>, a callable or None"
+    )
+
+
+def policy_for(name: str) -> TablePolicy:
+    from .tables import registry
+
+    spec = registry.specs.get(name)
+    declared = TablePolicy(spec.access, spec.editable) if spec is not None else _hosted.get(name)
+    if declared is None:
+        declared = _published(name)
+    if declared is None:
+        return TablePolicy(conf.get("DEFAULT_ACCESS"))
+    if declared.read is None:
+        return TablePolicy(conf.get("DEFAULT_ACCESS"), declared.update, declared.obj)
+    return declared
+
+
+def _published(name: str) -> TablePolicy | None:
+    from django.apps import apps
+
+    try:
+        model = apps.get_model("django_perspective", "PublishedTable")
+    except LookupError:
+        return None
+    row = model.objects.filter(name=name, published=True).first()
+    if row is None:
+        return None
+    access = getattr(row, "access", "staff")
+    editable = "perm:django_perspective.change_publishedtable" if getattr(row, "editable", False) else None
+    return TablePolicy(access, editable, obj=row)
+
+
+def allows(policy: Policy, user: Any, name: str, obj: Any = None) -> bool:
+    if policy is None:
+        return False
+    if callable(policy):
+        return bool(policy(user, name))
+    if policy == "public":
+        return True
+    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    if policy == "authenticated":
+        return True
+    if policy == "staff":
+        return bool(user.is_staff)
+    if policy == "superuser":
+        return bool(user.is_superuser)
+    if policy.startswith("group:"):
+        return user.groups.filter(name=policy[6:]).exists()
+    if policy.startswith("perm:"):
+        perm = policy[5:]
+        return user.has_perm(perm) or (obj is not None and user.has_perm(perm, obj))
+    return False
+
+
+def can_read(user: Any, name: str) -> bool:
+    policy = policy_for(name)
+    return allows(policy.read, user, name, policy.obj)
+
+
+def can_update(user: Any, name: str) -> bool:
+    policy = policy_for(name)
+    return allows(policy.read, user, name, policy.obj) and allows(policy.update, user, name, policy.obj)

@@ -1,0 +1,177 @@
+"""The Python API for code that hosts tables: views, tasks, threads, management commands.
+
+Each function runs its work on the engine thread (see ``engine.py``). The plain functions
+wait for the result and are safe from sync code and any thread; the ``a``-prefixed ones are
+for async code and never block the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from .access import Policy, declare
+from .data import encode
+
+T = TypeVar("T")
+
+
+def _engine():
+    from .engine import get_engine
+
+    return get_engine()
+
+
+class HostedTable:
+    """A handle on a hosted table whose every call runs on the engine thread.
+
+    Perspective's own ``Table`` object must not be used from other threads; this handle is
+    safe to keep and share.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<HostedTable {self.name!r}>"
+
+    def call(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(table)`` on the engine thread with Perspective's ``Table``."""
+        engine = _engine()
+        return engine.run(lambda: fn(engine.table(self.name)))
+
+    async def acall(self, fn: Callable[[Any], T]) -> T:
+        engine = _engine()
+        return await engine.arun(lambda: fn(engine.table(self.name)))
+
+    def update(self, data: Any) -> None:
+        """Insert rows, or update them by index on an indexed table."""
+        payload, fmt = encode(data)
+        self.call(lambda t: t.update(payload, format=fmt))
+
+    async def aupdate(self, data: Any) -> None:
+        payload, fmt = encode(data)
+        await self.acall(lambda t: t.update(payload, format=fmt))
+
+    def remove(self, keys: Iterable[Any]) -> None:
+        """Remove rows by index value (indexed tables only)."""
+        keys = list(keys)
+        self.call(lambda t: t.remove(keys))
+
+    async def aremove(self, keys: Iterable[Any]) -> None:
+        keys = list(keys)
+        await self.acall(lambda t: t.remove(keys))
+
+    def replace(self, data: Any) -> None:
+        payload, fmt = encode(data)
+        self.call(lambda t: t.replace(payload, format=fmt))
+
+    def size(self) -> int:
+        return self.call(lambda t: t.size())
+
+    def schema(self) -> dict[str, str]:
+        return self.call(lambda t: t.schema())
+
+    def index(self) -> str | None:
+        return self.call(lambda t: t.get_index())
+
+    def query(self, fn: Callable[[Any], T], **view_config: Any) -> T:
+        """Build a view with ``view_config``, return ``fn(view)``, then delete the view."""
+
+        def run(table: Any) -> T:
+            view = table.view(**view_config)
+            try:
+                return fn(view)
+            finally:
+                view.delete()
+
+        return self.call(run)
+
+    def to_records(self, **view_config: Any) -> list[dict[str, Any]]:
+        return self.query(lambda v: v.to_records(), **view_config)
+
+    def to_arrow(self, **view_config: Any) -> bytes:
+        return self.query(lambda v: v.to_arrow(), **view_config)
+
+
+def start_engine() -> None:
+    """Start this process's engine and host the code-defined tables now.
+
+    Daphne has no lifespan events, so by default this happens on the first connection;
+    call it from ``asgi.py`` to pay the cost at start-up instead.
+    """
+    engine = _engine()
+    engine.run(engine.start)
+
+
+def host_table(
+    name: str,
+    data: Any,
+    *,
+    index: str | None = None,
+    limit: int | None = None,
+    replace: bool = False,
+    access: Policy = None,
+    editable: Policy = None,
+) -> HostedTable:
+    """Host ``data`` (Arrow bytes, CSV text, records, columns, a DataFrame) as ``name``.
+
+    ``access``/``editable``: who may read it and who may update it over the websocket
+    (see access.py; None reads ``PERSPECTIVE["DEFAULT_ACCESS"]`` and allows no updates).
+    """
+    declare(name, access, editable)
+    engine = _engine()
+    engine.run(lambda: engine.host(name, data, index=index, limit=limit, replace=replace))
+    return HostedTable(name)
+
+
+async def ahost_table(
+    name: str,
+    data: Any,
+    *,
+    index: str | None = None,
+    limit: int | None = None,
+    replace: bool = False,
+    access: Policy = None,
+    editable: Policy = None,
+) -> HostedTable:
+    declare(name, access, editable)
+    engine = _engine()
+    await engine.arun(lambda: engine.host(name, data, index=index, limit=limit, replace=replace))
+    return HostedTable(name)
+
+
+def get_table(name: str) -> HostedTable:
+    """Return a handle on ``name``; raises ``TableNotFound`` if nothing is hosted there."""
+    engine = _engine()
+    engine.run(engine._table, name)
+    return HostedTable(name)
+
+
+def hosted_tables() -> list[str]:
+    engine = _engine()
+    return engine.run(lambda: list(engine.client.get_hosted_table_names()))
+
+
+def update(name: str, data: Any) -> None:
+    """Insert or update rows of ``name``."""
+    HostedTable(name).update(data)
+
+
+async def aupdate(name: str, data: Any) -> None:
+    await HostedTable(name).aupdate(data)
+
+
+def remove(name: str, keys: Iterable[Any]) -> None:
+    """Remove rows of ``name`` by index value."""
+    HostedTable(name).remove(keys)
+
+
+async def aremove(name: str, keys: Iterable[Any]) -> None:
+    await HostedTable(name).aremove(keys)
+
+
+def delete_table(name: str) -> None:
+    """Stop hosting ``name``."""
+    engine = _engine()
+    engine.run(engine.delete, name)

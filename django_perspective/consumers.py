@@ -1,0 +1,316 @@
+"""The websocket consumer: one Perspective session per connection.
+
+A frame's path: ``receive`` checks it (``check_request``) and queues it on the engine
+thread (``engine.py``), which runs ``session.handle_request``. Perspective answers through
+the session callback - on the engine thread, possibly for another connection's request -
+so ``_on_response`` hops onto this connection's event loop with ``call_soon_threadsafe``
+and one writer task sends the outbox in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from . import access, conf, protocol
+from .engine import Engine, get_engine
+from .guard import HOSTED_TABLES, Guard
+from .tables import registry
+from .tokens import InvalidToken, read_token
+
+logger = logging.getLogger("django_perspective.consumers")
+
+# Close codes sent by the consumer (documented in the README).
+CLOSE_UNSUPPORTED_DATA = 4003  # a text frame: Perspective speaks binary only (autobahn only sends 1000 or 3000-4999)
+CLOSE_FORBIDDEN = 4403  # ``authorize()`` refused the connection
+CLOSE_SHUTDOWN = 4012  # the server is shutting down: reconnect (1012 "service restart")
+CLOSE_BAD_TOKEN = 4401  # the ?token= is forged, tampered with or expired
+CLOSE_IDLE = 4408  # nothing received for PERSPECTIVE["IDLE_TIMEOUT"] seconds
+CLOSE_TOO_MANY_CONNECTIONS = 4429  # over PERSPECTIVE["MAX_CONNECTIONS_PER_USER"]
+
+_open_connections: Counter[str] = Counter()
+
+
+class PerspectiveConsumer(AsyncWebsocketConsumer):
+    """Serves Perspective's binary protocol to ``<perspective-viewer>`` and Python clients.
+
+    Subclasses customise ``authorize`` (who may connect), ``check_request`` (which
+    frames reach the engine) and ``process_response`` (what goes back).
+    """
+
+    engine: Engine | None = None
+    session: Any = None
+
+    def __init__(self, *args: Any, engine: Engine | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if engine is not None:
+            self.engine = engine
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # A connection never receives channel-layer messages (fan-out is per process), so a
+        # plain receive loop replaces Channels' per-message task and asyncio.wait, and no
+        # per-connection channel is created on the layer.
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+        except asyncio.CancelledError:
+            # Daphne cancels every connection on shutdown without a disconnect event: tell
+            # the client to reconnect elsewhere and free the session's views.
+            if getattr(self, "_writer", None) is not None and not self._closed:
+                with contextlib.suppress(Exception):
+                    await send({"type": "websocket.close", "code": CLOSE_SHUTDOWN})
+                await self.disconnect(CLOSE_SHUTDOWN)
+            raise
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections before every message, a hop to the
+        # sync thread per frame; frames never touch the ORM here (policy lookups go through
+        # database_sync_to_async, which does its own), so skip it for them.
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+        else:
+            await super().dispatch(message)
+
+    async def connect(self) -> None:
+        if not await self.authorize():
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self._engine = self.engine or get_engine()
+        self._loop = asyncio.get_running_loop()
+        self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self._closed = False
+        self._max_request = conf.get("MAX_REQUEST_SIZE")
+        self._max_response = conf.max_response_size()
+        await self.accept()
+        refusal = self._admit()
+        if refusal:
+            logger.warning("connection refused: close %s", refusal, extra=self.log_context(event="reject", code=refusal))
+            await self.close(code=refusal)
+            return
+        self._writer = self._loop.create_task(self._drain())
+        registry.connected()
+        # Queued, not awaited: the session opens on the engine thread before any of this
+        # connection's requests, and a busy engine never delays the handshake.
+        self._engine.submit(self._open_session)
+        self._opened = self._last_seen = time.monotonic()
+        if conf.get("IDLE_TIMEOUT"):
+            self._watchdog = self._loop.create_task(self._watch_idle(conf.get("IDLE_TIMEOUT")))
+        logger.info("connect", extra=self.log_context(event="connect"))
+
+    def _admit(self) -> int:
+        """Read the token and count the connection; return a close code to refuse it."""
+        granted: frozenset[str] = frozenset()
+        token = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("token")
+        if token:
+            try:
+                granted = read_token(token[0]).tables
+            except InvalidToken:
+                return CLOSE_BAD_TOKEN
+        limit = conf.get("MAX_CONNECTIONS_PER_USER")
+        self._user_key = self._connection_key()
+        if limit and _open_connections[self._user_key] >= limit:
+            return CLOSE_TOO_MANY_CONNECTIONS
+        _open_connections[self._user_key] += 1
+        user = self.scope.get("user")
+        self.guard = Guard(
+            can_read=database_sync_to_async(lambda name: access.can_read(user, name)),
+            can_update=database_sync_to_async(lambda name: access.can_update(user, name)),
+            granted=granted,
+            max_views=conf.get("MAX_VIEWS"),
+            rate=conf.get("RATE_LIMIT"),
+            burst=conf.get("RATE_BURST"),
+            ttl=conf.get("POLICY_CACHE_SECONDS"),
+        )
+        return 0
+
+    def _connection_key(self) -> str:
+        user = self.scope.get("user")
+        if user is not None and getattr(user, "is_authenticated", False):
+            return f"user:{user.pk}"
+        client = self.scope.get("client") or ("unknown", 0)
+        return f"anonymous:{client[0]}"
+
+    async def _watch_idle(self, timeout: float) -> None:
+        while True:
+            await asyncio.sleep(max(0.05, self._last_seen + timeout - time.monotonic()))
+            if time.monotonic() - self._last_seen >= timeout:
+                logger.info("idle timeout", extra=self.log_context(event="idle"))
+                await self.close(code=CLOSE_IDLE)
+                return
+
+    def log_context(self, **fields: Any) -> dict[str, Any]:
+        """Structured fields for log records about this connection (``extra=``)."""
+        user = self.scope.get("user")
+        client = self.scope.get("client") or ("", 0)
+        return {
+            "user": getattr(user, "pk", None),
+            "client": f"{client[0]}:{client[1]}",
+            "path": self.scope.get("path", ""),
+            **fields,
+        }
+
+    async def authorize(self) -> bool:
+        """Return False to refuse the connection (closed with 4403). Allows everyone."""
+        return True
+
+    async def check_request(self, request: protocol.Envelope, frame: bytes) -> str | None:
+        """Return a reason to refuse this frame, or None to pass it to the engine.
+
+        The default enforces the table policies (``access.py``) through the ``Guard``;
+        subclasses add rules and call ``super()``.
+        """
+        return await self.guard.check(request, frame)
+
+    async def process_response(self, response: bytes) -> bytes | None:
+        """Rewrite or drop (None) a response before it is sent. Runs on the event loop.
+
+        The default removes tables this connection may not read from table listings.
+        """
+        envelope = protocol.parse_envelope(response)
+        if envelope.kind == HOSTED_TABLES:
+            return await self.guard.filter_hosted_tables(response, envelope.body)
+        return response
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if bytes_data is None:
+            await self.close(code=CLOSE_UNSUPPORTED_DATA)
+            return
+        self._last_seen = time.monotonic()
+        try:
+            request = protocol.parse_envelope(bytes_data)
+        except protocol.ProtocolError as exc:
+            self.refuse(protocol.Envelope(0, "", 0, (0, 0)), f"malformed request: {exc}")
+            return
+        if self._max_request and len(bytes_data) > self._max_request:
+            self.refuse(
+                request,
+                f"request of {len(bytes_data)} bytes exceeds the limit of {self._max_request}",
+            )
+            return
+        try:
+            reason = await self.check_request(request, bytes_data)
+            if reason is None and request.kind == protocol.MAKE_VIEW:
+                reason = protocol.check_make_view(bytes_data, request.body)
+        except Exception:  # fail closed: a broken policy refuses the frame, never drops it
+            logger.exception("request check failed", extra=self.log_context(event="error"))
+            reason = "the server could not check this request"
+        if reason is not None:
+            self.refuse(request, reason)
+            return
+        self._engine.submit(self._handle, bytes_data)
+
+    def refuse(self, request: protocol.Envelope, reason: str) -> None:
+        """Answer ``request`` with a Perspective error: the client's call fails with it."""
+        logger.warning(
+            "refused request kind=%s entity=%r: %s",
+            request.kind,
+            request.entity_id,
+            reason,
+            extra=self.log_context(
+                event="refuse", request_kind=request.kind, entity=request.entity_id, reason=reason
+            ),
+        )
+        self._outbox.put_nowait(protocol.error_response(request.msg_id, request.entity_id, reason))
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "_writer", None) is None:
+            return
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.cancel()
+        if getattr(self, "_watchdog", None) is not None:
+            self._watchdog.cancel()
+        _open_connections[self._user_key] -= 1
+        if not _open_connections[self._user_key]:
+            del _open_connections[self._user_key]
+        registry.disconnected()
+        self._engine.submit(self._close_session)
+        logger.info(
+            "disconnect code=%s",
+            code,
+            extra=self.log_context(
+                event="disconnect", code=code, seconds=round(time.monotonic() - self._opened, 3)
+            ),
+        )
+
+    def _open_session(self) -> None:
+        if not self._closed:
+            self.session = self._engine.new_session(self._on_response)
+
+    def _close_session(self) -> None:
+        if self.session is not None:
+            session, self.session = self.session, None
+            self._engine.close_session(session)
+
+    def _handle(self, frame: bytes) -> None:
+        if self.session is None:
+            return
+        try:
+            self.session.handle_request(frame)
+        except Exception as exc:  # answer the caller rather than leave its call waiting
+            logger.exception("perspective failed to handle a request", extra=self.log_context(event="error"))
+            request = protocol.parse_envelope(frame)
+            self._on_response(protocol.error_response(request.msg_id, request.entity_id, str(exc)))
+
+    def _on_response(self, response: bytes) -> None:
+        # Runs on the engine thread, for this connection or as fan-out from another's update.
+        if self._closed:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._outbox.put_nowait, response)
+        except RuntimeError:  # the event loop has closed under a dying connection
+            pass
+
+    async def _drain(self) -> None:
+        while True:
+            response = await self._outbox.get()
+            try:
+                response = await self.process_response(response)
+            except Exception as exc:  # fail closed, but answer: a dead writer would hang every call
+                logger.exception("process_response failed", extra=self.log_context(event="error"))
+                response = self._failed(response, exc)
+            if response is None:
+                continue
+            if self._max_response and len(response) > self._max_response:
+                response = self._too_large(response)
+            await self.base_send({"type": "websocket.send", "bytes": response})
+
+    def _failed(self, response: bytes, exc: Exception) -> bytes | None:
+        """The error that replaces a response ``process_response`` could not vet."""
+        try:
+            envelope = protocol.parse_envelope(response)
+        except protocol.ProtocolError:
+            return None
+        return protocol.error_response(
+            envelope.msg_id, envelope.entity_id, f"the server could not send this response ({type(exc).__name__})"
+        )
+
+    def _too_large(self, response: bytes) -> bytes:
+        envelope = protocol.parse_envelope(response)
+        logger.error(
+            "dropped a %d-byte response over the %d-byte websocket message limit",
+            len(response),
+            self._max_response,
+        )
+        return protocol.error_response(
+            envelope.msg_id,
+            envelope.entity_id,
+            f"response of {len(response)} bytes exceeds the server's websocket message limit "
+            f"of {self._max_response} bytes (raise DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE and "
+            "daphne's --websocket-max-message-size, or request fewer rows)",
+        )

@@ -1,0 +1,217 @@
+"""The per-process Perspective engine: one ``perspective.Server``, one thread.
+
+Every call into a Perspective server blocks its thread, and concurrent calls from several
+threads have been seen to leave a table's last update invisible. So every call - session
+requests, server-side updates, table creation, polls - runs on a single engine thread, in
+the order it was submitted. Async code awaits the engine; sync code waits for it; code
+already on the engine thread runs inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import perspective
+
+from . import conf
+from .data import encode
+
+T = TypeVar("T")
+
+logger = logging.getLogger("django_perspective.engine")
+
+
+class TableNotFound(LookupError):
+    """No table is hosted under that name."""
+
+
+class Engine:
+    """Owns one Perspective server and the single thread every call into it runs on."""
+
+    def __init__(self, poll_interval: float | None = None) -> None:
+        self.poll_interval = conf.get("POLL_INTERVAL") if poll_interval is None else poll_interval
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perspective-engine")
+        self._thread_id: int | None = None
+        self._poll_lock = threading.Lock()
+        self._poll_pending = False
+        self._last_poll = 0.0
+        self._started = False
+        self._poll_wanted = threading.Event()
+        threading.Thread(target=self._pacer, name="perspective-poll-pacer", daemon=True).start()
+        self.sessions = 0
+        self.server: perspective.Server
+        self.client: perspective.Client
+        self.run(self._init)
+
+    def _init(self) -> None:
+        self._thread_id = threading.get_ident()
+        self.server = perspective.Server(on_poll_request=self._on_poll_request)
+        self.client = self.server.new_local_client()
+
+    def on_engine_thread(self) -> bool:
+        return threading.get_ident() == self._thread_id
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Queue ``fn(*args)`` on the engine thread; never blocks the caller."""
+        return self._executor.submit(fn, *args)
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the engine thread and wait for its result."""
+        if self.on_engine_thread():
+            return fn(*args)
+        return self._executor.submit(fn, *args).result()
+
+    async def arun(self, fn: Callable[..., T], *args: Any) -> T:
+        """Await ``fn(*args)`` on the engine thread without blocking the event loop."""
+        if self.on_engine_thread():
+            return fn(*args)
+        return await asyncio.wrap_future(self._executor.submit(fn, *args))
+
+    def _on_poll_request(self, _server: Any) -> None:
+        # Perspective asks for a poll after each update; one poll per interval applies
+        # everything that arrived meanwhile and sends one notification per view.
+        with self._poll_lock:
+            if self._poll_pending:
+                return
+            self._poll_pending = True
+        if self._last_poll + self.poll_interval <= time.monotonic():
+            self._submit_flush()
+        else:
+            self._poll_wanted.set()
+
+    def _pacer(self) -> None:
+        """Submit the deferred poll once the interval since the last one has passed."""
+        while True:
+            self._poll_wanted.wait()
+            self._poll_wanted.clear()
+            delay = self._last_poll + self.poll_interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if not self._submit_flush():
+                return
+
+    def _submit_flush(self) -> bool:
+        try:
+            self._executor.submit(self.flush)
+        except RuntimeError:  # the engine shut down
+            return False
+        return True
+
+    def flush(self) -> None:
+        """Apply pending updates now (engine thread only).
+
+        Server-side reads call this first so Python code reads its own writes; websocket
+        sessions see updates at the next scheduled poll, within ``POLL_INTERVAL``.
+        """
+        with self._poll_lock:
+            if not self._poll_pending:
+                return
+            self._poll_pending = False
+            self._last_poll = time.monotonic()
+        self.server.poll()
+
+    def new_session(self, callback: Callable[[bytes], None]) -> Any:
+        """Open a Perspective session (engine thread only); ``callback`` gets its responses."""
+        self.start()
+        self.sessions += 1
+        return self.server.new_session(callback)
+
+    def close_session(self, session: Any) -> None:
+        """Close a session, deleting its views and subscriptions (engine thread only)."""
+        self.sessions -= 1
+        session.close()
+
+    def start(self) -> None:
+        """Host the code-defined and the published tables once per process, on first use."""
+        if self._started:
+            return
+        self._started = True
+        if conf.get("HOST_ON_START"):
+            from .tables import registry
+
+            registry.host_all(self)
+        from django.apps import apps
+
+        if apps.is_installed("django_perspective"):
+            from .publishing import host_published
+
+            host_published(self)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._poll_wanted.set()  # the pacer finds the executor shut and exits
+
+    def table(self, name: str) -> perspective.Table:
+        """Perspective's table ``name`` with pending updates applied (engine thread only)."""
+        self.flush()
+        return self._table(name)
+
+    def _table(self, name: str) -> perspective.Table:
+        if name not in self.client.get_hosted_table_names():
+            from .tables import registry
+
+            if not registry.host(self, name):
+                raise TableNotFound(name)
+        return self.client.open_table(name)
+
+    def host(
+        self,
+        name: str,
+        data: Any,
+        *,
+        index: str | None = None,
+        limit: int | None = None,
+        replace: bool = False,
+    ) -> perspective.Table:
+        """Host ``data`` as table ``name`` (engine thread only).
+
+        With ``replace``, an existing table of the same index and limit has its rows
+        replaced in place, so connected viewers keep their views; otherwise it is deleted
+        and created again.
+        """
+        if name in self.client.get_hosted_table_names():
+            if not replace:
+                raise ValueError(f"a table named {name!r} is already hosted")
+            table = self.client.open_table(name)
+            if table.get_index() == index and table.get_limit() == limit:
+                payload, fmt = encode(data)
+                table.replace(payload, format=fmt)
+                return table
+            table.delete()  # raises while views are open: the index cannot change under them
+        payload, fmt = encode(data)
+        return self.client.table(payload, name=name, index=index, limit=limit, format=fmt)
+
+    def delete(self, name: str) -> None:
+        """Stop hosting ``name`` (engine thread only); open views keep it until they close."""
+        if name not in self.client.get_hosted_table_names():
+            raise TableNotFound(name)
+        self.client.open_table(name).delete(lazy=True)
+
+
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """Return this process's engine, creating it on first use."""
+    global _engine
+    if _engine is None:
+        with _engine_lock:
+            if _engine is None:
+                _engine = Engine()
+    return _engine
+
+
+def reset_engine() -> None:
+    """Drop this process's engine and every table it hosts (for tests)."""
+    global _engine
+    with _engine_lock:
+        if _engine is not None:
+            _engine.shutdown()
+        _engine = None

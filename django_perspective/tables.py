@@ -1,0 +1,145 @@
+"""Code-defined tables: declared in an app's ``perspective_tables.py``, hosted on first use.
+
+::
+
+    from django_perspective.tables import perspective_table
+
+    @perspective_table("ticks", index="symbol")
+    def ticks():
+        return [{"symbol": "AAPL", "price": 1.0}]
+
+    @ticks.stream
+    async def move_prices(table):
+        while True:
+            await table.aupdate([...])
+            await asyncio.sleep(0.2)
+
+Every process imports those modules in ``AppConfig.ready()`` (in ``INSTALLED_APPS`` order),
+so every daphne worker knows the same tables. A stream runs while at least one websocket
+is connected to the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .access import Policy, validate
+
+if TYPE_CHECKING:
+    from .api import HostedTable
+    from .engine import Engine
+
+logger = logging.getLogger("django_perspective.tables")
+
+Stream = Callable[["HostedTable"], Awaitable[None]]
+
+
+@dataclass
+class TableSpec:
+    """A named table whose data comes from ``loader()``, optionally kept live by streams."""
+
+    name: str
+    loader: Callable[[], Any]
+    index: str | None = None
+    limit: int | None = None
+    streams: list[Stream] = field(default_factory=list)
+    error: str = ""
+    access: Policy = None
+    editable: Policy = None
+
+    def stream(self, fn: Stream) -> Stream:
+        """Register ``fn(table)``, a coroutine run while clients are connected."""
+        self.streams.append(fn)
+        return fn
+
+
+class TableRegistry:
+    def __init__(self) -> None:
+        self.specs: dict[str, TableSpec] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._connections = 0
+
+    def register(self, spec: TableSpec) -> TableSpec:
+        existing = self.specs.get(spec.name)
+        if existing is not None and existing.loader is not spec.loader:
+            raise ValueError(f"a perspective table named {spec.name!r} is already registered")
+        self.specs[spec.name] = spec
+        return spec
+
+    def host(self, engine: Engine, name: str) -> bool:
+        """Host the registered table ``name`` (engine thread); False if unknown or broken."""
+        spec = self.specs.get(name)
+        if spec is None:
+            return False
+        if name in engine.client.get_hosted_table_names():
+            return True
+        try:
+            engine.host(name, spec.loader(), index=spec.index, limit=spec.limit)
+        except Exception as exc:  # a broken provider must not take the others down
+            spec.error = f"{type(exc).__name__}: {exc}"
+            logger.exception("could not host perspective table %r", name)
+            return False
+        spec.error = ""
+        return True
+
+    def host_all(self, engine: Engine) -> None:
+        for name in self.specs:
+            self.host(engine, name)
+
+    def connected(self) -> None:
+        """A websocket opened in this process: start the streams with the first one."""
+        self._connections += 1
+        if self._connections == 1:
+            from .api import HostedTable
+
+            self._tasks = [
+                asyncio.get_running_loop().create_task(self._run(fn, HostedTable(spec.name)))
+                for spec in self.specs.values()
+                for fn in spec.streams
+            ]
+
+    def disconnected(self) -> None:
+        """A websocket closed: stop the streams with the last one."""
+        self._connections -= 1
+        if self._connections == 0:
+            for task in self._tasks:
+                task.cancel()
+            self._tasks = []
+
+    async def _run(self, fn: Stream, table: HostedTable) -> None:
+        try:
+            await fn(table)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("perspective stream %r for table %r failed", fn, table.name)
+
+
+registry = TableRegistry()
+
+
+def perspective_table(
+    name: str,
+    *,
+    index: str | None = None,
+    limit: int | None = None,
+    access: Policy = None,
+    editable: Policy = None,
+) -> Callable[[Callable[[], Any]], TableSpec]:
+    """Declare a code-defined table whose rows come from the decorated function.
+
+    ``access`` says who may read it (``PERSPECTIVE["DEFAULT_ACCESS"]`` when None) and
+    ``editable`` who may send it ``update`` requests (nobody when None); see access.py.
+    """
+    validate(access)
+    validate(editable)
+
+    def decorate(loader: Callable[[], Any]) -> TableSpec:
+        spec = TableSpec(name, loader, index=index, limit=limit, access=access, editable=editable)
+        return registry.register(spec)
+
+    return decorate

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .servers import DaphneProcess, migrate
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A migrated SQLite database file for server processes to share."""
+    path = tmp_path_factory.mktemp("db") / "demo.sqlite3"
+    env = {"DJANGO_SQLITE_PATH": str(path)}
+    migrate(env)
+    return env
+
+
+@pytest.fixture(scope="session")
+def demo_server(demo_db: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaphneProcess]:
+    """The example project under a real daphne process, shared by the session's e2e tests."""
+    log = Path(tmp_path_factory.mktemp("logs")) / "daphne-demo.log"
+    server = DaphneProcess(log, env=demo_db).start()
+    yield server
+    server.stop()

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class E2EAppConfig(AppConfig):
+    name = "tests.e2eapp"
+    label = "e2eapp"

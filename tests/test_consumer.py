@@ -1,0 +1,211 @@
+"""The consumer in-process, through Channels' WebsocketCommunicator and a real engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import perspective
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import override_settings
+
+from django_perspective import protocol
+from django_perspective.consumers import CLOSE_UNSUPPORTED_DATA, PerspectiveConsumer
+from django_perspective.engine import Engine
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def engine():
+    with override_settings(PERSPECTIVE={"DEFAULT_ACCESS": "public", "HOST_ON_START": False, "POLL_INTERVAL": 0}):
+        engine = Engine()
+        engine.run(lambda: engine.host("probe", [{"id": i, "x": i * 1.5} for i in range(10)], index="id"))
+        yield engine
+        engine.shutdown()
+
+
+class InProcessClient:
+    """perspective's AsyncClient talking to the consumer through a WebsocketCommunicator."""
+
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.communicator = communicator
+        self.sent: list[bytes] = []
+        self.client = perspective.AsyncClient(self._send)
+        self._pump = asyncio.get_running_loop().create_task(self._read())
+
+    async def _send(self, frame: bytes) -> None:
+        self.sent.append(frame)
+        await self.communicator.send_to(bytes_data=frame)
+
+    async def _read(self) -> None:
+        while True:
+            message = await self.communicator.output_queue.get()
+            if message["type"] != "websocket.send":
+                return
+            await self.client.handle_response(message["bytes"])
+
+
+@contextlib.asynccontextmanager
+async def connected(engine: Engine):
+    communicator = WebsocketCommunicator(PerspectiveConsumer.as_asgi(engine=engine), "/ws/perspective/")
+    connected, _ = await communicator.connect()
+    assert connected
+    client = InProcessClient(communicator)
+    try:
+        yield client
+    finally:
+        client._pump.cancel()
+        await communicator.disconnect()
+
+
+async def test_requests_are_answered_by_the_engine(engine):
+    async with connected(engine) as conn:
+        assert await conn.client.get_hosted_table_names() == ["probe"]
+        table = await conn.client.open_table("probe")
+        view = await table.view(columns=["x"], filter=[["id", ">=", 5]])
+        assert await view.to_columns() == {"x": [7.5, 9.0, 10.5, 12.0, 13.5]}
+
+
+async def test_a_text_frame_closes_with_unsupported_data(engine):
+    communicator = WebsocketCommunicator(PerspectiveConsumer.as_asgi(engine=engine), "/ws/perspective/")
+    await communicator.connect()
+    await communicator.send_to(text_data="hello")
+    assert await communicator.receive_output(5) == {"type": "websocket.close", "code": CLOSE_UNSUPPORTED_DATA}
+    await communicator.disconnect()
+
+
+async def test_a_malformed_frame_gets_an_error_and_the_connection_keeps_working(engine):
+    async with connected(engine) as conn:
+        # An empty frame would abort the process inside Perspective 5.6: it must never get there.
+        for frame in (b"\x08", b"", b"\x08\x07"):
+            await conn.communicator.send_input({"type": "websocket.receive", "bytes": frame})
+        assert await conn.client.get_hosted_table_names() == ["probe"]
+
+
+async def test_disconnect_closes_the_session_and_frees_its_views(engine):
+    async with connected(engine) as conn:
+        table = await conn.client.open_table("probe")
+        view = await table.view()
+        assert await view.num_rows() == 10
+        assert engine.sessions == 1
+        view_frame = conn.sent[-1]
+        # While the view lives the table cannot be deleted, and its id answers.
+        with pytest.raises(perspective.PerspectiveError, match="views"):
+            await engine.arun(lambda: engine.client.open_table("probe").delete())
+        assert not protocol.parse_envelope(await _replay(engine, view_frame)).kind == protocol.SERVER_ERROR
+    for _ in range(100):
+        if engine.sessions == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert engine.sessions == 0
+    # The view is gone: its id no longer answers, and nothing holds the table.
+    assert protocol.parse_envelope(await _replay(engine, view_frame)).kind == protocol.SERVER_ERROR
+    await engine.arun(lambda: engine.client.open_table("probe").delete())
+    assert await engine.arun(engine.client.get_hosted_table_names) == []
+
+
+async def _replay(engine: Engine, frame: bytes) -> bytes:
+    """Send ``frame`` through a fresh raw session (no consumer) and return the answer."""
+    answers: list[bytes] = []
+
+    def run() -> None:
+        session = engine.server.new_session(answers.append)
+        session.handle_request(protocol.with_msg_id(frame, 999))
+        session.close()
+
+    await engine.arun(run)
+    return answers[0]
+
+
+async def test_a_failing_engine_call_answers_the_caller(engine, monkeypatch):
+    class Exploding:
+        def __init__(self, session):
+            self.session = session
+
+        def handle_request(self, frame: bytes) -> None:
+            if protocol.parse_envelope(frame).entity_id == "probe":
+                raise RuntimeError("engine exploded")
+            self.session.handle_request(frame)
+
+        def close(self) -> None:
+            self.session.close()
+
+    new_session = Engine.new_session
+    monkeypatch.setattr(Engine, "new_session", lambda self, cb: Exploding(new_session(self, cb)))
+    async with connected(engine) as conn:
+        table = await conn.client.open_table("probe")
+        with pytest.raises(perspective.PerspectiveError, match="engine exploded"):
+            await asyncio.wait_for(table.size(), 5)
+        assert await conn.client.get_hosted_table_names() == ["probe"]
+
+
+async def test_responses_over_the_message_limit_fail_the_call_instead_of_hanging(engine):
+    with override_settings(PERSPECTIVE={"DEFAULT_ACCESS": "public", "HOST_ON_START": False, "MAX_RESPONSE_SIZE": 200}):
+        async with connected(engine) as conn:
+            table = await conn.client.open_table("probe")
+            view = await table.view()
+            with pytest.raises(perspective.PerspectiveError, match="exceeds the server's websocket message limit of 200"):
+                await asyncio.wait_for(view.to_arrow(), 5)
+            assert await table.size() == 10
+
+
+async def test_requests_over_the_size_limit_are_refused_before_the_engine(engine):
+    with override_settings(PERSPECTIVE={"DEFAULT_ACCESS": "public", "HOST_ON_START": False, "MAX_REQUEST_SIZE": 64}):
+        async with connected(engine) as conn:
+            table = await conn.client.open_table("probe")
+            with pytest.raises(perspective.PerspectiveError, match="exceeds the limit of 64"):
+                await asyncio.wait_for(table.view(filter=[["id", "in", list(range(40))]]), 5)
+            assert await table.size() == 10
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+async def test_a_filter_without_a_value_never_reaches_the_engine(engine):
+    """Perspective 5.6 segfaults on this frame; the consumer must refuse it."""
+    term = _field(1, b"id") + _field(2, b">")
+    frame = b"\x08\x4d" + _field(2, b"probe") + _field(6, _field(1, b"v1") + _field(2, _field(4, term)))
+    async with connected(engine) as conn:
+        await conn.communicator.send_to(bytes_data=frame)
+        reply = protocol.parse_envelope(await conn.communicator.receive_from(5))
+        assert (reply.msg_id, reply.entity_id, reply.kind) == (0x4D, "probe", protocol.SERVER_ERROR)
+        # Unary operators need no value and do reach the engine.
+        table = await conn.client.open_table("probe")
+        view = await table.view(filter=[["x", "is not null", None]])
+        assert await view.num_rows() == 10
+
+
+async def test_connections_are_logged_with_structured_fields(engine, caplog):
+    caplog.set_level("INFO", logger="django_perspective")
+    async with connected(engine) as conn:
+        await conn.communicator.send_to(bytes_data=b"\x08")
+        await conn.client.get_hosted_table_names()
+    events = {r.event: r for r in caplog.records if hasattr(r, "event")}
+    assert {"connect", "refuse", "disconnect"} <= set(events)
+    assert events["refuse"].reason.startswith("malformed request")
+    assert events["disconnect"].seconds >= 0
+    assert all(hasattr(r, "user") and hasattr(r, "client") for r in events.values())
+
+
+async def test_views_per_connection_are_limited(engine):
+    with override_settings(PERSPECTIVE={"DEFAULT_ACCESS": "public", "HOST_ON_START": False, "MAX_VIEWS": 3}):
+        async with connected(engine) as conn:
+            table = await conn.client.open_table("probe")
+            views = [await table.view() for _ in range(3)]
+            with pytest.raises(perspective.PerspectiveError, match="too many open views: at most 3"):
+                await asyncio.wait_for(table.view(), 5)
+            await views[0].delete()  # a deleted view frees its slot
+            assert await (await table.view()).num_rows() == 10
+
+
+async def test_an_idle_connection_is_closed(engine):
+    from django_perspective.consumers import CLOSE_IDLE
+
+    with override_settings(PERSPECTIVE={"DEFAULT_ACCESS": "public", "HOST_ON_START": False, "IDLE_TIMEOUT": 0.3}):
+        communicator = WebsocketCommunicator(PerspectiveConsumer.as_asgi(engine=engine), "/ws/perspective/")
+        assert (await communicator.connect())[0]
+        assert await communicator.receive_output(5) == {"type": "websocket.close", "code": CLOSE_IDLE}
+        await communicator.disconnect()

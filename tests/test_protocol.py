@@ -1,0 +1,38 @@
+import pytest
+
+from django_perspective import protocol
+
+
+def test_error_response_round_trips_through_the_walker():
+    frame = protocol.error_response(300, "superstore", "refused: read-only")
+    env = protocol.parse_envelope(frame)
+    assert (env.msg_id, env.entity_id, env.kind) == (300, "superstore", protocol.SERVER_ERROR)
+    fields = list(protocol.iter_fields(frame, *env.body))
+    assert fields[0][0] == 1
+    start, end = fields[0][2]
+    assert frame[start:end] == b"refused: read-only"
+
+
+def test_with_msg_id_rewrites_only_the_id():
+    frame = protocol.error_response(5, "view-1", "x")
+    rewritten = protocol.with_msg_id(frame, 123456)
+    env = protocol.parse_envelope(rewritten)
+    assert (env.msg_id, env.entity_id) == (123456, "view-1")
+
+
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        (b"\x08", "truncated varint"),
+        (b"\x12\x05ab", "truncated length-delimited"),
+        (b"\x00\x01", "field number 0"),
+        (b"\x0b", "unsupported wire type"),
+        (b"\x22\x00\x2a\x00", "more than one request body"),
+        (b"\x12\x02\xff\xfe", "not UTF-8"),
+        (b"", "no request body"),
+        (b"\x08\x01\x12\x01t", "no request body"),
+    ],
+)
+def test_malformed_frames_raise_protocol_error(frame, message):
+    with pytest.raises(protocol.ProtocolError, match=message):
+        protocol.parse_envelope(frame)
