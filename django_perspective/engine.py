@@ -10,6 +10,8 @@ already on the engine thread runs inline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -19,7 +21,7 @@ from typing import Any, TypeVar
 
 import perspective
 
-from . import conf
+from . import conf, protocol
 from .data import encode
 
 T = TypeVar("T")
@@ -53,6 +55,10 @@ class Engine:
         self._thread_id = threading.get_ident()
         self.server = perspective.Server(on_poll_request=self._on_poll_request)
         self.client = self.server.new_local_client()
+        # Requests the local client would block on (a lazy delete waits for the table's
+        # last view to close: on this thread, forever) go through this session instead.
+        self._control = self.server.new_session(self._on_control_response)
+        self._control_ids = itertools.count(1)
 
     def on_engine_thread(self) -> bool:
         return threading.get_ident() == self._thread_id
@@ -72,6 +78,10 @@ class Engine:
         if self.on_engine_thread():
             return fn(*args)
         return await asyncio.wrap_future(self._executor.submit(fn, *args))
+
+    def _on_control_response(self, response: bytes) -> None:
+        envelope = protocol.parse_envelope(response)
+        logger.debug("table %r freed (request %s)", envelope.entity_id, envelope.msg_id)
 
     def _on_poll_request(self, _server: Any) -> None:
         # Perspective asks for a poll after each update; one poll per interval applies
@@ -144,6 +154,8 @@ class Engine:
             host_published(self)
 
     def shutdown(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self._executor.submit(self._control.close)
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._poll_wanted.set()  # the pacer finds the executor shut and exits
 
@@ -188,10 +200,15 @@ class Engine:
         return self.client.table(payload, name=name, index=index, limit=limit, format=fmt)
 
     def delete(self, name: str) -> None:
-        """Stop hosting ``name`` (engine thread only); open views keep it until they close."""
+        """Stop hosting ``name`` (engine thread only); open views keep it until they close.
+
+        The table disappears from listings at once. ``Table.delete(lazy=True)`` would block
+        this thread until the last view closes - and views close on this thread - so the
+        delete is sent as a request, answered (and logged) when Perspective frees the table.
+        """
         if name not in self.client.get_hosted_table_names():
             raise TableNotFound(name)
-        self.client.open_table(name).delete(lazy=True)
+        self._control.handle_request(protocol.table_delete_request(next(self._control_ids), name))
 
 
 _engine: Engine | None = None

@@ -151,6 +151,23 @@ def error_response(msg_id: int, entity_id: str, message: str) -> bytes:
     return bytes(out)
 
 
+TABLE_DELETE = 28
+
+
+def table_delete_request(msg_id: int, name: str) -> bytes:
+    """Encode ``Request{msg_id, entity_id=name, table_delete{}}``: a lazy delete.
+
+    The empty body asks Perspective to hide the table now and free it when its last view
+    closes (``is_immediate`` unset).
+    """
+    return (
+        varint(MSG_ID << 3 | _VARINT)
+        + varint(msg_id)
+        + encode_len(ENTITY_ID, name.encode("utf-8"))
+        + encode_len(TABLE_DELETE, b"")
+    )
+
+
 def with_msg_id(data: bytes, msg_id: int) -> bytes:
     """Return ``data`` with its ``msg_id`` replaced; used to replay captured frames."""
     out = bytearray(varint(MSG_ID << 3 | _VARINT) + varint(msg_id))

@@ -93,6 +93,24 @@ def test_replace_keeps_views_of_the_same_shape_and_refuses_a_new_index_under_the
         engine.run(lambda: engine.host("t", [{"k": 9}], index="k"))
 
 
+def test_deleting_a_table_with_open_views_hides_it_at_once_and_frees_it_with_the_last_view(engine):
+    # Perspective's own lazy delete blocks until the views close; on the engine thread
+    # (where views close) that was a deadlock.
+    engine.run(lambda: engine.host("t", [{"k": 1}], index="k"))
+    view = engine.run(lambda: engine.client.open_table("t").view())
+    done = engine.submit(engine.delete, "t")
+    done.result(timeout=5)
+    assert "t" not in engine.run(engine.client.get_hosted_table_names)
+    assert engine.run(view.to_records) == [{"k": 1}]  # open views keep reading
+    with pytest.raises(Exception, match="already exists"):
+        engine.run(lambda: engine.host("t", [{"k": 2}], index="k"))
+    engine.run(view.delete)
+    engine.run(lambda: engine.host("t", [{"k": 2}], index="k"))
+    assert engine.run(lambda: engine.client.open_table("t").view().to_records()) == [{"k": 2}]
+    with pytest.raises(TableNotFound):
+        engine.run(engine.delete, "missing")
+
+
 def test_dates_datetimes_and_decimals_load_with_their_types(engine):
     import datetime as dt
     from decimal import Decimal

@@ -198,6 +198,7 @@ def test_row_limit_is_the_tables_limit(engine):
     assert PublishedTable.objects.get(pk=obj.pk).row_count == 2
 
 
+@pytest.mark.django_db(transaction=True)  # the engine thread reads the rows on its own connection
 def test_engine_start_hosts_published_tables_from_the_database(engine, settings):
     settings.PERSPECTIVE = {"HOST_ON_START": False}
     table_from("d.csv", CSV, name="on-start", published=True)
