@@ -11,7 +11,9 @@ A policy is one of:
 
 Policies come from the table's declaration (``perspective_table(..., access=, editable=)``,
 ``host_table(..., access=, editable=)``), then from the registry model when one is
-installed, then ``PERSPECTIVE["DEFAULT_ACCESS"]``. These checks may touch the database:
+installed, then ``PERSPECTIVE["DEFAULT_ACCESS"]``. A registry row for a code-defined table
+(``source="provider"``) overrides its declared read policy; an unpublished row lets nobody
+read its table. These checks may touch the database:
 call them from sync code, or through ``database_sync_to_async``.
 """
 
@@ -59,13 +61,20 @@ def validate(policy: Policy) -> None:
     )
 
 
+def nobody(user: Any, name: str) -> bool:
+    """The read policy of an unpublished registry row, or of a group access whose group is gone."""
+    return False
+
+
 def policy_for(name: str) -> TablePolicy:
     from .tables import registry
 
     spec = registry.specs.get(name)
-    declared = TablePolicy(spec.access, spec.editable) if spec is not None else _hosted.get(name)
-    if declared is None:
-        declared = _published(name)
+    if spec is not None:
+        # A registry row for a code-defined table (source "provider") decides who reads it.
+        declared = _published(name, declared=spec) or TablePolicy(spec.access, spec.editable)
+    else:
+        declared = _hosted.get(name) or _published(name)
     if declared is None:
         return TablePolicy(conf.get("DEFAULT_ACCESS"))
     if declared.read is None:
@@ -73,19 +82,31 @@ def policy_for(name: str) -> TablePolicy:
     return declared
 
 
-def _published(name: str) -> TablePolicy | None:
+def _published(name: str, declared: Any = None) -> TablePolicy | None:
+    """The policy a registry row gives ``name``: its access if published, else nobody.
+
+    For a code-defined table (``declared``, its ``TableSpec``) only a provider row counts,
+    and updates stay as the code declares them.
+    """
     from django.apps import apps
 
     try:
         model = apps.get_model("django_perspective", "PublishedTable")
     except LookupError:
         return None
-    row = model.objects.filter(name=name, published=True).first()
+    rows = model.objects.filter(name=name).select_related("access_group")
+    if declared is not None:
+        rows = rows.filter(source=model.SOURCE_PROVIDER)
+    row = rows.first()
     if row is None:
         return None
-    access = getattr(row, "access", "staff")
-    editable = "perm:django_perspective.change_publishedtable" if getattr(row, "editable", False) else None
-    return TablePolicy(access, editable, obj=row)
+    if not row.published:
+        return TablePolicy(nobody, obj=row)
+    read = row.read_policy() or nobody
+    if declared is not None:
+        return TablePolicy(read, declared.editable, obj=row)
+    editable = "perm:django_perspective.change_publishedtable" if row.editable else None
+    return TablePolicy(read, editable, obj=row)
 
 
 def allows(policy: Policy, user: Any, name: str, obj: Any = None) -> bool:

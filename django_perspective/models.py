@@ -6,24 +6,36 @@ from and who may read it; the status fields say how its last load went.
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 
 
 class PublishedTable(models.Model):
     SOURCE_FILE = "file"
     SOURCE_MODEL = "model"
-    SOURCES = [(SOURCE_FILE, "Uploaded file"), (SOURCE_MODEL, "Django model")]
+    SOURCE_SQL = "sql"
+    SOURCE_PROVIDER = "provider"
+    SOURCES = [
+        (SOURCE_FILE, "Uploaded file"),
+        (SOURCE_MODEL, "Django model"),
+        (SOURCE_SQL, "SQL query"),
+        (SOURCE_PROVIDER, "Table defined in code"),
+    ]
+    ACCESS_GROUP = "group"
+    ACCESS_PERMISSION = "permission"
     ACCESS = [
         ("public", "Anyone"),
         ("authenticated", "Signed-in users"),
         ("staff", "Staff"),
+        (ACCESS_GROUP, "Members of a group"),
+        (ACCESS_PERMISSION, "Users with a permission"),
     ]
 
     name = models.SlugField(
         max_length=100,
         unique=True,
-        help_text="The table's name on the websocket (letters, digits, - and _).",
+        help_text="The table's name on the websocket (letters, digits, - and _). "
+        "For a table defined in code, the name it is declared under.",
     )
     title = models.CharField(max_length=200, blank=True)
     description = models.TextField(blank=True)
@@ -34,6 +46,25 @@ class PublishedTable(models.Model):
         help_text="CSV (UTF-8), JSON (records, columns or one record a line), Arrow IPC/Feather or Parquet.",
     )
     model = models.CharField(max_length=200, blank=True, help_text='"app_label.Model" for a model source.')
+    filter = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Model source: field lookups the rows must match, e.g. {"status": "open", "amount__gte": 10}.',
+    )
+    sql = models.TextField(
+        blank=True,
+        help_text="SQL source: one SELECT (or WITH ... SELECT) statement, run in a read-only transaction.",
+    )
+    database = models.CharField(
+        max_length=100, default="default", help_text="SQL source: the database alias (settings.DATABASES) to query."
+    )
+    provider = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Table defined in code: its name in perspective_table(). The code keeps hosting it "
+        "(loader and streams as declared); this row decides whether it is published and who may read it. "
+        "Name must be the same.",
+    )
     fields = models.CharField(
         max_length=1000, blank=True, help_text="Comma-separated columns; blank for all (concrete fields of a model)."
     )
@@ -43,6 +74,20 @@ class PublishedTable(models.Model):
     row_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Keep at most this many rows.")
     published = models.BooleanField(default=False)
     access = models.CharField(max_length=20, choices=ACCESS, default="staff", help_text="Who may read the table.")
+    access_group = models.ForeignKey(
+        "auth.Group",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="For group access. If the group is deleted, nobody may read the table.",
+    )
+    access_permission = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text='For permission access: "app_label.codename". Checked with user.has_perm(perm) and '
+        "user.has_perm(perm, this row), so per-object permission backends work.",
+    )
     editable = models.BooleanField(
         default=False, help_text="Users with the change permission may send updates over the websocket."
     )
@@ -55,6 +100,7 @@ class PublishedTable(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name = "published table"
+        permissions = [("publish_sql", "Can publish SQL tables")]
 
     def __str__(self) -> str:
         return self.title or self.name
@@ -68,27 +114,47 @@ class PublishedTable(models.Model):
     def field_list(self) -> list[str]:
         return [part.strip() for part in self.fields.split(",") if part.strip()]
 
-    def clean(self) -> None:
+    def read_policy(self) -> str | None:
+        """The ``access.py`` policy string for this row; None (nobody) when it names no group."""
+        if self.access == self.ACCESS_GROUP:
+            return f"group:{self.access_group.name}" if self.access_group_id else None
+        if self.access == self.ACCESS_PERMISSION:
+            return f"perm:{self.access_permission}"
+        return self.access
+
+    def _name_errors(self) -> dict[str, str]:
         from .tables import registry
 
-        errors: dict[str, str] = {}
+        if self.source == self.SOURCE_PROVIDER:
+            if self.provider and self.name != self.provider:
+                return {"name": f'A table defined in code keeps its name: set the name to "{self.provider}".'}
+            return {}
         if self.name in registry.specs:
-            errors["name"] = f'"{self.name}" is a table defined in code; choose another name.'
-        if self.source == self.SOURCE_FILE and not self.file:
-            errors["file"] = "Upload a file for a file source."
-        if self.source == self.SOURCE_MODEL:
-            from django.apps import apps
+            return {"name": f'"{self.name}" is a table defined in code; choose another name.'}
+        return {}
 
-            try:
-                apps.get_model(self.model)
-            except (LookupError, ValueError):
-                errors["model"] = f'"{self.model}" is not an installed model; use "app_label.Model".'
+    def _access_errors(self) -> dict[str, str]:
+        if self.access == self.ACCESS_GROUP and not self.access_group_id:
+            return {"access_group": "Choose the group whose members may read the table."}
+        if self.access != self.ACCESS_PERMISSION:
+            return {}
+        app_label, dot, codename = self.access_permission.strip().partition(".")
+        if not dot or not app_label or not codename:
+            return {"access_permission": 'Give the permission as "app_label.codename", e.g. "sales.view_order".'}
+        from django.contrib.auth.models import Permission
+
+        if not Permission.objects.filter(content_type__app_label=app_label, codename=codename).exists():
+            return {"access_permission": f'There is no permission "{self.access_permission}".'}
+        return {}
+
+    def clean(self) -> None:
+        from . import sources
+
+        self.access_permission = self.access_permission.strip()
+        errors = {**self._name_errors(), **self._access_errors()}
         if errors:
             raise ValidationError(errors)
-        if self.source == self.SOURCE_FILE:
-            from .sources import check
-
-            try:
-                check(self)
-            except ValidationError as exc:
-                raise ValidationError({exc.code or "file": exc.messages}) from None
+        try:
+            sources.check(self)
+        except ValidationError as exc:
+            raise ValidationError({exc.code or NON_FIELD_ERRORS: exc.messages}) from None

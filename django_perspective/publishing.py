@@ -5,6 +5,15 @@ command, a worker); only the final ``host`` call runs on the engine thread, so a
 upload never stalls other clients' requests. A failed load leaves the previous version
 hosted and records the error on the row. Status is written with ``QuerySet.update`` so it
 does not fire ``post_save`` again.
+
+A row for a table defined in code (``source="provider"``) never retires that table: the code
+keeps hosting it and its streams keep running; the row's ``published`` flag and access
+decide who sees it (``access.py``), in every process at once since they are read from the
+database.
+
+All of this acts on the calling process's engine only. Other processes (other daphne
+workers, or the servers when a management command saves a row) host the change when they
+restart.
 """
 
 from __future__ import annotations
@@ -34,44 +43,99 @@ def _message(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def reload(obj: PublishedTable, engine: Engine | None = None) -> bool:
-    """Load ``obj``'s source and host it under its name; False (and ``last_error``) on failure."""
-    engine = engine or get_engine()
-    try:
-        data, index = sources.load(obj)
-        limit = obj.row_limit or None
+def host(obj: PublishedTable, engine: Engine) -> tuple[int, dict[str, str]]:
+    """Load ``obj``'s source and host it under its name; ``(row count, schema)``. Raises on bad input."""
+    data, index = sources.load(obj)
+    limit = sources.limit(obj)
 
-        def host() -> tuple[int, dict[str, str]]:
-            table = engine.host(obj.name, data, index=index, limit=limit, replace=True)
-            engine.flush()  # a replace is applied at the next poll; count what is hosted
-            return table.size(), table.schema()
+    def replace() -> tuple[int, dict[str, str]]:
+        table = engine.host(obj.name, data, index=index, limit=limit, replace=True)
+        engine.flush()  # a replace is applied at the next poll; count what is hosted
+        return table.size(), table.schema()
 
-        row_count, schema = engine.run(host)
-    except Exception as exc:  # any bad input: keep the previous version, say why on the row
-        obj.last_error = _message(exc)
-        logger.warning("could not load published table %r: %s", obj.name, obj.last_error)
-        PublishedTable.objects.filter(pk=obj.pk).update(last_error=obj.last_error)
-        return False
+    return engine.run(replace)
+
+
+def _record(obj: PublishedTable, row_count: int, schema: dict[str, str]) -> None:
     obj.row_count, obj.schema, obj.last_loaded, obj.last_error = row_count, schema, timezone.now(), ""
     PublishedTable.objects.filter(pk=obj.pk).update(
         row_count=row_count, schema=schema, last_loaded=obj.last_loaded, last_error=""
     )
+
+
+def _failed(obj: PublishedTable, exc: Exception) -> None:
+    obj.last_error = _message(exc)
+    logger.warning("could not load published table %r: %s", obj.name, obj.last_error)
+    PublishedTable.objects.filter(pk=obj.pk).update(last_error=obj.last_error)
+
+
+def reload(obj: PublishedTable, engine: Engine | None = None) -> bool:
+    """Load ``obj``'s source and host it under its name; False (and ``last_error``) on failure."""
+    engine = engine or get_engine()
+    try:
+        row_count, schema = host(obj, engine)
+    except Exception as exc:  # any bad input: keep the previous version, say why on the row
+        _failed(obj, exc)
+        return False
+    _record(obj, row_count, schema)
     return True
 
 
 def publish(obj: PublishedTable, engine: Engine | None = None) -> bool:
-    """Mark ``obj`` published and host it."""
+    """Host ``obj`` and mark it published; a source that fails to load stays as it was."""
+    if not reload(obj, engine):
+        return False
     if not obj.published:
         obj.published = True
         PublishedTable.objects.filter(pk=obj.pk).update(published=True)
-    return reload(obj, engine)
+    return True
+
+
+def save_published(obj: PublishedTable, engine: Engine | None = None) -> None:
+    """Validate, load and host ``obj`` first, then save it published with its status.
+
+    For management commands: bad input raises (``ValidationError`` or the loader's error)
+    and nothing is saved; the save does not load the source a second time.
+    """
+    engine = engine or get_engine()
+    obj.full_clean()
+    row_count, schema = host(obj, engine)
+    obj.published = True
+    obj.row_count, obj.schema, obj.last_loaded, obj.last_error = row_count, schema, timezone.now(), ""
+    obj._hosted_now = True
+    obj.save()
 
 
 def _retire(name: str, engine: Engine) -> None:
+    """Stop hosting ``name``, unless the code declares it (the code hosts it, a row only publishes it)."""
+    from .tables import registry
+
+    if name in registry.specs:
+        return
     try:
         engine.run(engine.delete, name)
     except TableNotFound:
         pass
+
+
+def _host_declared(obj: PublishedTable, engine: Engine) -> bool:
+    """Host a code-defined table as the code declares it (if not yet) and record its status."""
+    from .tables import registry
+
+    def hosted() -> tuple[int, dict[str, str]]:
+        if not registry.host(engine, obj.name):
+            spec = registry.specs.get(obj.name)
+            raise LookupError(spec.error if spec is not None and spec.error else f"no table {obj.name!r} is declared in code")
+        table = engine.table(obj.name)
+        return table.size(), table.schema()
+
+    try:
+        row_count, schema = engine.run(hosted)
+    except Exception as exc:  # a broken loader is the code's problem; say so on the row
+        _failed(obj, exc)
+        return False
+    _record(obj, row_count, schema)
+    return True
 
 
 def unpublish(obj: PublishedTable, engine: Engine | None = None) -> None:
@@ -96,7 +160,10 @@ def host_published(engine: Engine) -> int:
         logger.warning("published tables not hosted: %s", exc)
         return 0
     try:
-        return sum(reload(row, engine) for row in rows)
+        return sum(
+            _host_declared(row, engine) if row.source == PublishedTable.SOURCE_PROVIDER else reload(row, engine)
+            for row in rows
+        )
     finally:
         if engine.on_engine_thread():
             connections.close_all()  # this thread's connections only; the engine keeps none
@@ -106,16 +173,20 @@ def _after_save(obj: PublishedTable, previous_name: str | None) -> None:
     engine = get_engine()
     if previous_name and previous_name != obj.name:
         _retire(previous_name, engine)
-    if obj.published:
-        reload(obj, engine)
-    else:
+    if not obj.published:
         _retire(obj.name, engine)
+    elif obj.source == PublishedTable.SOURCE_PROVIDER:
+        _host_declared(obj, engine)
+    else:
+        reload(obj, engine)
 
 
 @receiver(post_save, sender=PublishedTable, dispatch_uid="django_perspective.published_saved")
 def _saved(sender: Any, instance: PublishedTable, **kwargs: Any) -> None:
     previous = getattr(instance, "_hosted_name", None)
     instance._hosted_name = instance.name
+    if instance.__dict__.pop("_hosted_now", False):  # save_published hosted it already
+        return
     transaction.on_commit(lambda: _after_save(instance, previous))
 
 

@@ -1,9 +1,12 @@
-"""Where a published table's rows come from: ``load(published) -> (data, index)``.
+"""Where a published table's rows come from: one small class per ``source``.
 
-A file is streamed through pyarrow's readers batch by batch into Arrow IPC bytes, so a
-large CSV costs about its Arrow size in memory, never a Python object per cell. Every
-problem a staff user can cause becomes a ``ValidationError`` whose ``code`` names the
-form field at fault (``file``, ``fields``, ``index_column``, ``model``).
+Each has ``load(published) -> (data, index)`` for ``Engine.host``, ``check(published)`` for
+form validation (cheap: no full load) and ``limit(published)``. A file is streamed through
+pyarrow's readers batch by batch into Arrow IPC bytes, so a large CSV costs about its Arrow
+size in memory, never a Python object per cell; an SQL query is fetched the same way
+(``sql.py``). Every problem a staff user can cause becomes a ``ValidationError`` whose
+``code`` names the form field at fault (``file``, ``fields``, ``index_column``, ``model``,
+``filter``, ``sql``, ``database``, ``provider``).
 """
 
 from __future__ import annotations
@@ -156,13 +159,12 @@ def _json_batches(fh: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     return table.schema, iter(table.to_batches())
 
 
-def _select(published: PublishedTable, schema: pa.Schema) -> list[str]:
-    """The columns to keep, after checking ``fields`` and ``index_column`` against ``schema``."""
-    names = list(schema.names)
+def _select(published: PublishedTable, names: list[str], origin: str = "the file") -> list[str]:
+    """The columns to keep, after checking ``fields`` and ``index_column`` against ``names``."""
     wanted = published.field_list() or names
     missing = [name for name in wanted if name not in names]
     if missing:
-        raise _error(f"No column named {', '.join(missing)}; the file has: {', '.join(names)}.", "fields")
+        raise _error(f"No column named {', '.join(missing)}; {origin} has: {', '.join(names)}.", "fields")
     if published.index_column and published.index_column not in wanted:
         raise _error(
             f'The index column "{published.index_column}" is not a column of the table; columns: {", ".join(wanted)}.',
@@ -188,21 +190,35 @@ def _first(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             return
 
 
-def check(published: PublishedTable) -> None:
-    """Validate a file source cheaply: format, first block, columns (for form validation)."""
-    fmt = file_format(published.file.name)
-    fh = _open(published)
-    try:
-        schema, batches = _batches(fmt, fh)
-        _select(published, schema)
-        if not any(batch.num_rows for batch in _first(batches)):
-            raise _error("The file has no rows.")
-    finally:
-        fh.seek(0)
+class Source:
+    """The interface: validate cheaply, load fully, and say the row limit."""
+
+    def check(self, published: PublishedTable) -> None:
+        """Raise ``ValidationError`` (``code`` = the field) for what a load would refuse."""
+
+    def load(self, published: PublishedTable) -> tuple[Any, str | None]:
+        raise NotImplementedError
+
+    def limit(self, published: PublishedTable) -> int | None:
+        return published.row_limit or None
 
 
-class FileSource:
+class FileSource(Source):
     """An uploaded file read through Django's storage API."""
+
+    def check(self, published: PublishedTable) -> None:
+        """Format, first block, columns: enough to refuse a bad upload before it is saved."""
+        if not published.file:
+            raise _error("Upload a file for a file source.")
+        fmt = file_format(published.file.name)
+        fh = _open(published)
+        try:
+            schema, batches = _batches(fmt, fh)
+            _select(published, list(schema.names))
+            if not any(batch.num_rows for batch in _first(batches)):
+                raise _error("The file has no rows.")
+        finally:
+            fh.seek(0)
 
     def load(self, published: PublishedTable) -> tuple[bytes, str | None]:
         pa = _pa()
@@ -210,7 +226,7 @@ class FileSource:
         fh = _open(published)
         try:
             schema, batches = _batches(fmt, fh)
-            columns = _select(published, schema)
+            columns = _select(published, list(schema.names))
             sink = io.BytesIO()
             # Perspective has no null type: an all-empty column becomes a string column.
             fields = [schema.field(name) for name in columns]
@@ -230,10 +246,11 @@ class FileSource:
         return sink.getvalue(), published.index_column or None
 
 
-class ModelSource:
-    """Rows of a Django model, indexed by primary key unless told otherwise."""
+class ModelSource(Source):
+    """Rows of a Django model matching ``filter``, indexed by primary key unless told otherwise."""
 
-    def load(self, published: PublishedTable) -> tuple[list[dict[str, Any]], str | None]:
+    def _query(self, published: PublishedTable) -> tuple[Any, list[str], str]:
+        """The filtered queryset, the fields to read and the index, all checked."""
         try:
             model = apps.get_model(published.model)
         except (LookupError, ValueError):
@@ -250,16 +267,109 @@ class ModelSource:
                     f'The index column "{index}" is not one of the chosen fields: {", ".join(fields)}.', "index_column"
                 )
             fields = [index, *fields]
-        rows = list(model._default_manager.values(*fields))
+        return self._filtered(model, published.filter), fields, index
+
+    def _filtered(self, model: Any, lookups: Any) -> Any:
+        """``model``'s rows matching ``lookups``; every lookup is tried alone so the error names it."""
+        from django.core.exceptions import FieldError
+
+        queryset = model._default_manager.all()
+        if lookups in (None, "", {}):
+            return queryset
+        if not isinstance(lookups, dict):
+            raise _error('The filter must be an object of field lookups, e.g. {"status": "open", "amount__gte": 10}.', "filter")
+        for lookup, value in lookups.items():
+            try:
+                queryset.filter(**{lookup: value})
+            except (FieldError, ValidationError, ValueError, TypeError) as exc:
+                detail = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+                raise _error(f'The filter "{lookup}" does not apply to {model._meta.label}: {detail}', "filter") from None
+        return queryset.filter(**lookups)
+
+    def check(self, published: PublishedTable) -> None:
+        self._query(published)
+
+    def load(self, published: PublishedTable) -> tuple[list[dict[str, Any]], str | None]:
+        queryset, fields, index = self._query(published)
+        rows = list(queryset.values(*fields))
         if not rows:
             # Perspective cannot infer types from no rows; host an empty table of strings.
             return {name: "string" for name in fields}, index  # type: ignore[return-value]
         return rows, index
 
 
-SOURCES = {"file": FileSource(), "model": ModelSource()}
+class SQLSource(Source):
+    """One read-only SELECT against a configured database alias (see ``sql.py``)."""
+
+    def check(self, published: PublishedTable) -> None:
+        """Runs the query with ``LIMIT 0``: syntax, tables and columns are checked, no rows read."""
+        from . import sql
+
+        _select(published, sql.columns(published.database, published.sql), "the query")
+
+    def load(self, published: PublishedTable) -> tuple[Any, str | None]:
+        from . import sql
+
+        pa = _pa()
+        names, batches = sql.query_arrow(published.database, published.sql)
+        columns = _select(published, names, "the query")
+        index = published.index_column or None
+        if not batches:
+            return {name: "string" for name in columns}, index
+        sink = io.BytesIO()
+        schema = batches[0].select(columns).schema
+        with pa.ipc.new_stream(sink, schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch.select(columns))
+        return sink.getvalue(), index
+
+
+class ProviderSource(Source):
+    """A table declared in code with ``perspective_table``; the row only publishes it.
+
+    Loading calls the declared loader with the declared index and limit, so a reload
+    replaces the rows of the table the code hosts in place and its streams carry on.
+    """
+
+    def _spec(self, published: PublishedTable) -> Any:
+        from .tables import registry
+
+        spec = registry.specs.get(published.provider)
+        if spec is None:
+            declared = ", ".join(sorted(registry.specs)) or "none"
+            raise _error(
+                f'No table named "{published.provider}" is declared in code with perspective_table(); declared: {declared}.',
+                "provider",
+            )
+        return spec
+
+    def check(self, published: PublishedTable) -> None:
+        self._spec(published)
+        for field, value in (("fields", published.fields), ("index_column", published.index_column), ("row_limit", published.row_limit)):
+            if value not in ("", None):
+                raise _error("A table defined in code keeps the columns, index and limit its code declares; leave this blank.", field)
+
+    def load(self, published: PublishedTable) -> tuple[Any, str | None]:
+        spec = self._spec(published)
+        return spec.loader(), spec.index
+
+    def limit(self, published: PublishedTable) -> int | None:
+        return self._spec(published).limit
+
+
+SOURCES: dict[str, Source] = {"file": FileSource(), "model": ModelSource(), "sql": SQLSource(), "provider": ProviderSource()}
+
+
+def check(published: PublishedTable) -> None:
+    """Validate ``published``'s source cheaply (form validation); raises ``ValidationError``."""
+    SOURCES[published.source].check(published)
 
 
 def load(published: PublishedTable) -> tuple[Any, str | None]:
     """``(data, index)`` for ``Engine.host``; raises ``ValidationError`` on bad input."""
     return SOURCES[published.source].load(published)
+
+
+def limit(published: PublishedTable) -> int | None:
+    """The row limit to host ``published`` with."""
+    return SOURCES[published.source].limit(published)
