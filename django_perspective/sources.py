@@ -190,6 +190,15 @@ def _first(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             return
 
 
+def _empty(columns: list[str]) -> str:
+    """No rows: CSV text of the header alone, a table of string columns that ``replace`` also accepts."""
+    import csv
+
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\n").writerow(columns)
+    return header.getvalue()
+
+
 class Source:
     """The interface: validate cheaply, load fully, and say the row limit."""
 
@@ -292,9 +301,8 @@ class ModelSource(Source):
     def load(self, published: PublishedTable) -> tuple[list[dict[str, Any]], str | None]:
         queryset, fields, index = self._query(published)
         rows = list(queryset.values(*fields))
-        if not rows:
-            # Perspective cannot infer types from no rows; host an empty table of strings.
-            return {name: "string" for name in fields}, index  # type: ignore[return-value]
+        if not rows:  # Perspective cannot infer types from no rows
+            return _empty(fields), index  # type: ignore[return-value]
         return rows, index
 
 
@@ -315,7 +323,7 @@ class SQLSource(Source):
         columns = _select(published, names, "the query")
         index = published.index_column or None
         if not batches:
-            return {name: "string" for name in columns}, index
+            return _empty(columns), index
         sink = io.BytesIO()
         schema = batches[0].select(columns).schema
         with pa.ipc.new_stream(sink, schema) as writer:
