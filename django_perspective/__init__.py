@@ -14,8 +14,10 @@ __all__ = [
     "get_table",
     "host_table",
     "hosted_tables",
+    "live_model_table",
     "perspective_table",
     "remove",
+    "replace",
     "start_engine",
     "update",
 ]
@@ -27,6 +29,10 @@ def __getattr__(name: str) -> Any:
         from .engine import TableNotFound
 
         return TableNotFound
+    if name == "live_model_table":
+        from .live import live_model_table
+
+        return live_model_table
     if name == "perspective_table":
         from .tables import perspective_table
 

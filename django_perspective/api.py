@@ -3,6 +3,11 @@
 Each function runs its work on the engine thread (see ``engine.py``). The plain functions
 wait for the result and are safe from sync code and any thread; the ``a``-prefixed ones are
 for async code and never block the event loop.
+
+With replication on (a Redis channel layer, see ``replication.py``), ``update``, ``remove``
+and ``replace`` of a declared table go through its Redis stream and reach every process,
+this one included, in the same order; from a process that does not host the table (a
+worker, a management command) they only publish.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any, TypeVar
 
 from .access import Policy, declare
 from .data import encode
+from .replication import REMOVE, REPLACE, UPDATE, serialize
 
 T = TypeVar("T")
 
@@ -26,11 +32,20 @@ class HostedTable:
     """A handle on a hosted table whose every call runs on the engine thread.
 
     Perspective's own ``Table`` object must not be used from other threads; this handle is
-    safe to keep and share.
+    safe to keep and share. ``local=True``: changes apply to this process only, even with
+    replication on (what code-defined streams get).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, local: bool = False) -> None:
         self.name = name
+        self.local = local
+
+    def _replicator(self) -> Any:
+        if self.local:
+            return None
+        from . import replication
+
+        return replication.get() if replication.replicated(self.name) else None
 
     def __repr__(self) -> str:
         return f"<HostedTable {self.name!r}>"
@@ -46,23 +61,34 @@ class HostedTable:
 
     def update(self, data: Any) -> None:
         """Insert rows, or update them by index on an indexed table."""
+        if (replicator := self._replicator()) is not None:
+            return replicator.publish(self.name, UPDATE, *serialize(data))
         payload, fmt = encode(data)
         self.call(lambda t: t.update(payload, format=fmt))
 
     async def aupdate(self, data: Any) -> None:
+        if (replicator := self._replicator()) is not None:
+            return await replicator.apublish(self.name, UPDATE, *serialize(data))
         payload, fmt = encode(data)
         await self.acall(lambda t: t.update(payload, format=fmt))
 
     def remove(self, keys: Iterable[Any]) -> None:
         """Remove rows by index value (indexed tables only)."""
         keys = list(keys)
+        if (replicator := self._replicator()) is not None:
+            return replicator.publish(self.name, REMOVE, *serialize(keys))
         self.call(lambda t: t.remove(keys))
 
     async def aremove(self, keys: Iterable[Any]) -> None:
         keys = list(keys)
+        if (replicator := self._replicator()) is not None:
+            return await replicator.apublish(self.name, REMOVE, *serialize(keys))
         await self.acall(lambda t: t.remove(keys))
 
     def replace(self, data: Any) -> None:
+        """Replace every row; open views stay open."""
+        if (replicator := self._replicator()) is not None:
+            return replicator.publish(self.name, REPLACE, *serialize(data))
         payload, fmt = encode(data)
         self.call(lambda t: t.replace(payload, format=fmt))
 
@@ -169,6 +195,11 @@ def remove(name: str, keys: Iterable[Any]) -> None:
 
 async def aremove(name: str, keys: Iterable[Any]) -> None:
     await HostedTable(name).aremove(keys)
+
+
+def replace(name: str, data: Any) -> None:
+    """Replace every row of ``name``; open views stay open."""
+    HostedTable(name).replace(data)
 
 
 def delete_table(name: str) -> None:

@@ -22,6 +22,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "MAX_VIEWS": (int,),
     "MAX_CONNECTIONS_PER_USER": (int,),
     "IDLE_TIMEOUT": (int, float),
+    "MAX_OUTBOX_BYTES": (int,),
+    "REPLICATION": (bool, str, type(None)),
+    "REPLICATION_LOG_LENGTH": (int,),
 }
 
 
@@ -72,6 +75,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                 id="django_perspective.W001",
             )
         )
+    if value.get("REPLICATION") not in (None, False):
+        from .replication import redis_config
+
+        if redis_config() is None:
+            errors.append(
+                Warning(
+                    "PERSPECTIVE['REPLICATION'] is set but replication is off: it needs redis-py "
+                    "and a Redis URL or a channels_redis default channel layer.",
+                    hint='pip install "django-perspective[redis]"; see README "Deploying with several processes".',
+                    id="django_perspective.W020",
+                )
+            )
     if "DEFAULT_ACCESS" in value:
         from .access import validate
 

@@ -49,6 +49,16 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONNECTIONS_PER_USER": 64,
     # Close a connection that sent nothing for this many seconds; 0: never.
     "IDLE_TIMEOUT": 0,
+    # Bytes of responses a connection may have waiting because its client reads too slowly;
+    # past it the connection is closed with 4008 (a single larger response is still sent
+    # when nothing else waits). 0: no limit.
+    "MAX_OUTBOX_BYTES": 64 * MiB,
+    # Replicate changes to declared tables across processes (replication.py): None follows
+    # CHANNEL_LAYERS["default"] (on for channels_redis), False turns it off, a
+    # "redis://..." URL uses that server.
+    "REPLICATION": None,
+    # Changes kept in each table's Redis stream (approximate), for processes catching up.
+    "REPLICATION_LOG_LENGTH": 100_000,
 }
 
 

@@ -50,6 +50,9 @@ class TableSpec:
     error: str = ""
     access: Policy = None
     editable: Policy = None
+    # Hosts the table itself (engine thread) instead of ``engine.host(loader())``: live
+    # model tables declare their column types, since an empty queryset has nothing to infer.
+    host: Callable[[Engine], None] | None = None
 
     def stream(self, fn: Stream) -> Stream:
         """Register ``fn(table)``, a coroutine run while clients are connected."""
@@ -77,8 +80,16 @@ class TableRegistry:
             return False
         if name in engine.client.get_hosted_table_names():
             return True
+        from . import replication
+
         try:
-            engine.host(name, spec.loader(), index=spec.index, limit=spec.limit)
+            follow = replication.hosting(name)
+            if spec.host is not None:
+                spec.host(engine)
+            else:
+                engine.host(name, spec.loader(), index=spec.index, limit=spec.limit)
+            if follow is not None:
+                follow()
         except Exception as exc:  # a broken provider must not take the others down
             spec.error = f"{type(exc).__name__}: {exc}"
             logger.exception("could not host perspective table %r", name)
@@ -96,8 +107,10 @@ class TableRegistry:
         if self._connections == 1:
             from .api import HostedTable
 
+            # A stream runs in every process with clients, so its changes stay local: with
+            # replication on, each process would otherwise send every change N times.
             self._tasks = [
-                asyncio.get_running_loop().create_task(self._run(fn, HostedTable(spec.name)))
+                asyncio.get_running_loop().create_task(self._run(fn, HostedTable(spec.name, local=True)))
                 for spec in self.specs.values()
                 for fn in spec.streams
             ]
