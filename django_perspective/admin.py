@@ -185,18 +185,18 @@ class PublishedTableAdmin(admin.ModelAdmin):
     def _report(self, request: HttpRequest, obj: PublishedTable, ok: bool, done: str) -> None:
         if ok:
             rows = f"{obj.row_count:,} row{'s' if obj.row_count != 1 else ''}"
-            self.message_user(request, f"{obj.name}: {done}, {rows}.", messages.SUCCESS)
+            self.message_user(request, f'"{obj.name}": {done}, {rows}.', messages.SUCCESS)
         else:
-            self.message_user(request, f"{obj.name}: could not be loaded: {obj.last_error}", messages.ERROR)
+            self.message_user(request, f'"{obj.name}": could not be loaded: {obj.last_error}', messages.ERROR)
 
     def _allowed(self, request: HttpRequest, queryset: QuerySet) -> list[PublishedTable]:
         """The rows this user may act on; the others are named in a message."""
         rows = list(queryset)
-        refused = [obj.name for obj in rows if not self._may_edit(request, obj)]
+        refused = ", ".join(f'"{obj.name}"' for obj in rows if not self._may_edit(request, obj))
         if refused:
             self.message_user(
                 request,
-                f"{', '.join(refused)}: SQL tables need the \"Can publish SQL tables\" permission; left as they were.",
+                f'{refused}: SQL tables need the "Can publish SQL tables" permission; left as they were.',
                 messages.ERROR,
             )
         return [obj for obj in rows if self._may_edit(request, obj)]
@@ -211,12 +211,12 @@ class PublishedTableAdmin(admin.ModelAdmin):
         for obj in self._allowed(request, queryset):
             was = obj.published
             publishing.unpublish(obj)
-            self.message_user(request, f"{obj.name}: {'unpublished' if was else 'was not published'}.", messages.SUCCESS)
+            self.message_user(request, f'"{obj.name}": {"unpublished" if was else "was not published"}.', messages.SUCCESS)
 
     @admin.action(description="Reload selected tables from their source", permissions=["change"])
     def reload_tables(self, request: HttpRequest, queryset: QuerySet) -> None:
         for obj in self._allowed(request, queryset):
             if not obj.published:
-                self.message_user(request, f"{obj.name}: not published; publish it to load it.", messages.WARNING)
+                self.message_user(request, f'"{obj.name}": not published; publish it to load it.', messages.WARNING)
                 continue
             self._report(request, obj, publishing.reload(obj), "reloaded")

@@ -105,14 +105,24 @@ def migrate(env: dict[str, str], settings: str = "tests.settings") -> None:
     )
 
 
-def make_user(env: dict[str, str], username: str, *, staff: bool = False, groups: tuple[str, ...] = (), settings: str = "tests.settings") -> str:
+def make_user(
+    env: dict[str, str],
+    username: str,
+    *,
+    staff: bool = False,
+    superuser: bool = False,
+    groups: tuple[str, ...] = (),
+    settings: str = "tests.settings",
+) -> str:
     """Create a user in the server's database and return a session cookie value for it."""
     script = f"""
 import django; django.setup()
 from django.contrib.auth import get_user_model, SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY
 from django.contrib.auth.models import Group
 from django.contrib.sessions.backends.db import SessionStore
-user, _ = get_user_model().objects.get_or_create(username={username!r}, defaults={{"is_staff": {staff!r}}})
+user, _ = get_user_model().objects.get_or_create(
+    username={username!r}, defaults={{"is_staff": {staff or superuser!r}, "is_superuser": {superuser!r}}}
+)
 for name in {list(groups)!r}:
     user.groups.add(Group.objects.get_or_create(name=name)[0])
 session = SessionStore()

@@ -75,7 +75,7 @@ def row(name: str, content: bytes, **fields) -> PublishedTable:
 def test_uploading_a_csv_publishes_and_hosts_it(admin_client, engine):
     response = admin_client.post(ADD, form(file=SimpleUploadedFile("orders.csv", CSV)), follow=True)
     assert response.status_code == 200
-    assert "orders: published, 3 rows." in texts(response)
+    assert '"orders": published, 3 rows.' in texts(response)
     obj = PublishedTable.objects.get(name="orders")
     assert obj.published and obj.row_count == 3 and obj.last_error == ""
     assert obj.schema == {"id": "integer", "city": "string", "amount": "float"}
@@ -118,19 +118,19 @@ def test_actions_publish_reload_and_unpublish_with_a_message_per_row(admin_clien
 
     response = admin_client.post(LIST, {"action": "publish_tables", "_selected_action": pks}, follow=True)
     messages = texts(response)
-    assert "good: published, 3 rows." in messages
-    assert any(m.startswith("bad: could not be loaded: Rows of the CSV file have different numbers") for m in messages)
+    assert '"good": published, 3 rows.' in messages
+    assert any(m.startswith('"bad": could not be loaded: Rows of the CSV file have different numbers') for m in messages)
     assert PublishedTable.objects.get(pk=good.pk).published
     assert not PublishedTable.objects.get(pk=bad.pk).published  # a failed publish leaves it as it was
     assert "good" in hosted(engine) and "bad" not in hosted(engine)
 
     (media / good.file.name).write_bytes(CSV + b"4,Metz,1.0\n")
     response = admin_client.post(LIST, {"action": "reload_tables", "_selected_action": pks}, follow=True)
-    assert texts(response) == ["bad: not published; publish it to load it.", "good: reloaded, 4 rows."]
+    assert texts(response) == ['"bad": not published; publish it to load it.', '"good": reloaded, 4 rows.']
     assert engine.run(lambda: engine.client.open_table("good").size()) == 4
 
     response = admin_client.post(LIST, {"action": "unpublish_tables", "_selected_action": pks}, follow=True)
-    assert set(texts(response)) == {"good: unpublished.", "bad: was not published."}
+    assert set(texts(response)) == {'"good": unpublished.', '"bad": was not published.'}
     assert not PublishedTable.objects.filter(published=True).exists()
     assert "good" not in hosted(engine)
 
@@ -183,7 +183,7 @@ def test_saving_an_sql_source_needs_the_publish_sql_permission(client, editor, e
     editor = get_user_model().objects.get(pk=editor.pk)  # a fresh permission cache
     client.force_login(editor)
     response = client.post(ADD, data, follow=True)
-    assert "people: published, 1 row." in texts(response)
+    assert '"people": published, 1 row.' in texts(response)
     assert engine.run(lambda: engine.client.open_table("people").view().to_records()) == [{"id": 1, "name": "Ada"}]
 
 
@@ -192,7 +192,7 @@ def test_sql_rows_are_read_only_to_staff_without_the_permission(client, editor, 
     change = reverse("admin:django_perspective_publishedtable_change", args=[obj.pk])
     assert client.post(change, form(name="q", source="file")).status_code == 403
     response = client.post(LIST, {"action": "publish_tables", "_selected_action": [obj.pk]}, follow=True)
-    assert texts(response) == ['q: SQL tables need the "Can publish SQL tables" permission; left as they were.']
+    assert texts(response) == ['"q": SQL tables need the "Can publish SQL tables" permission; left as they were.']
     assert not PublishedTable.objects.get(pk=obj.pk).published
 
 
