@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlparse
 from django.core.exceptions import ValidationError
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 BATCH_ROWS = 10_000
@@ -105,8 +105,6 @@ def _columns(description: Sequence[Any]) -> list[str]:
 
 def columns(alias: str, sql: str) -> list[str]:
     """The column names ``sql`` returns, asking the database for none of its rows."""
-    from django.db import DatabaseError
-
     probe = f"SELECT * FROM (\n{statement(sql)}\n) AS perspective_probe LIMIT 0"
     try:
         with read_only(alias) as connection, connection.cursor() as cursor:
@@ -167,8 +165,6 @@ def query_arrow(alias: str, sql: str, batch_rows: int = BATCH_ROWS) -> tuple[lis
     Only one batch of Python tuples exists at once; the rest is Arrow.
     """
     import pyarrow as pa
-    from django.db import DatabaseError
-
     text = statement(sql)
     batches = []
     try:

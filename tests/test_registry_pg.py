@@ -17,7 +17,6 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import perspective
 import pytest
