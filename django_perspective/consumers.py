@@ -21,7 +21,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import access, conf, protocol
+from . import access, backpressure, conf, protocol
 from .engine import Engine, get_engine
 from .guard import HOSTED_TABLES, Guard
 from .tables import registry
@@ -36,6 +36,7 @@ CLOSE_SHUTDOWN = 4012  # the server is shutting down: reconnect (1012 "service r
 CLOSE_BAD_TOKEN = 4401  # the ?token= is forged, tampered with or expired
 CLOSE_IDLE = 4408  # nothing received for PERSPECTIVE["IDLE_TIMEOUT"] seconds
 CLOSE_TOO_MANY_CONNECTIONS = 4429  # over PERSPECTIVE["MAX_CONNECTIONS_PER_USER"]
+CLOSE_TOO_SLOW = 4008  # the client reads slower than it is sent: over PERSPECTIVE["MAX_OUTBOX_BYTES"]
 
 _open_connections: Counter[str] = Counter()
 
@@ -92,6 +93,9 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         self._engine = self.engine or get_engine()
         self._loop = asyncio.get_running_loop()
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self._outbox_bytes = 0
+        self._max_outbox = conf.get("MAX_OUTBOX_BYTES")
+        self._too_slow = False
         self._closed = False
         self._max_request = conf.get("MAX_REQUEST_SIZE")
         self._max_response = conf.max_response_size()
@@ -101,6 +105,7 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             logger.warning("connection refused: close %s", refusal, extra=self.log_context(event="reject", code=refusal))
             await self.close(code=refusal)
             return
+        self._gate = backpressure.gate_for(self.base_send)
         self._writer = self._loop.create_task(self._drain())
         registry.connected()
         # Queued, not awaited: the session opens on the engine thread before any of this
@@ -224,7 +229,7 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
                 event="refuse", request_kind=request.kind, entity=request.entity_id, reason=reason
             ),
         )
-        self._outbox.put_nowait(protocol.error_response(request.msg_id, request.entity_id, reason))
+        self._enqueue(protocol.error_response(request.msg_id, request.entity_id, reason))
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "_writer", None) is None:
@@ -258,7 +263,7 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             self._engine.close_session(session)
 
     def _handle(self, frame: bytes) -> None:
-        if self.session is None:
+        if self.session is None or self._too_slow:  # nobody would read the answer
             return
         try:
             self.session.handle_request(frame)
@@ -272,23 +277,47 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         if self._closed:
             return
         try:
-            self._loop.call_soon_threadsafe(self._outbox.put_nowait, response)
+            self._loop.call_soon_threadsafe(self._enqueue, response)
         except RuntimeError:  # the event loop has closed under a dying connection
             pass
+
+    def _enqueue(self, response: bytes) -> None:
+        """Queue a response; close the connection when its client cannot keep up."""
+        if self._closed or self._too_slow:
+            return
+        if self._max_outbox and self._outbox_bytes and self._outbox_bytes + len(response) > self._max_outbox:
+            logger.warning(
+                "closing a connection that cannot keep up (%d): %d bytes waiting",
+                CLOSE_TOO_SLOW,
+                self._outbox_bytes,
+                extra=self.log_context(event="too_slow", code=CLOSE_TOO_SLOW),
+            )
+            self._too_slow = True
+            self._writer.cancel()
+            self._outbox, self._outbox_bytes = asyncio.Queue(), 0
+            self._loop.create_task(self.close(code=CLOSE_TOO_SLOW))
+            return
+        self._outbox_bytes += len(response)
+        self._outbox.put_nowait(response)
 
     async def _drain(self) -> None:
         while True:
             response = await self._outbox.get()
+            size = len(response)
             try:
                 response = await self.process_response(response)
             except Exception as exc:  # fail closed, but answer: a dead writer would hang every call
                 logger.exception("process_response failed", extra=self.log_context(event="error"))
                 response = self._failed(response, exc)
             if response is None:
+                self._outbox_bytes -= size
                 continue
             if self._max_response and len(response) > self._max_response:
                 response = self._too_large(response)
+            if self._gate is not None:
+                await self._gate.open.wait()  # the client's socket is backed up: hold it here
             await self.base_send({"type": "websocket.send", "bytes": response})
+            self._outbox_bytes -= size
 
     def _failed(self, response: bytes, exc: Exception) -> bytes | None:
         """The error that replaces a response ``process_response`` could not vet."""
