@@ -59,38 +59,48 @@ class HostedTable:
         engine = _engine()
         return await engine.arun(lambda: fn(engine.table(self.name)))
 
+    # Writes skip the flush reads do: flushing before each write would poll once per
+    # update and undo POLL_INTERVAL's batching (one viewer frame per save).
+    def _write(self, fn: Callable[[Any], None]) -> None:
+        engine = _engine()
+        engine.run(lambda: fn(engine._table(self.name)))
+
+    async def _awrite(self, fn: Callable[[Any], None]) -> None:
+        engine = _engine()
+        await engine.arun(lambda: fn(engine._table(self.name)))
+
     def update(self, data: Any) -> None:
         """Insert rows, or update them by index on an indexed table."""
         if (replicator := self._replicator()) is not None:
             return replicator.publish(self.name, UPDATE, *serialize(data))
         payload, fmt = encode(data)
-        self.call(lambda t: t.update(payload, format=fmt))
+        self._write(lambda t: t.update(payload, format=fmt))
 
     async def aupdate(self, data: Any) -> None:
         if (replicator := self._replicator()) is not None:
             return await replicator.apublish(self.name, UPDATE, *serialize(data))
         payload, fmt = encode(data)
-        await self.acall(lambda t: t.update(payload, format=fmt))
+        await self._awrite(lambda t: t.update(payload, format=fmt))
 
     def remove(self, keys: Iterable[Any]) -> None:
         """Remove rows by index value (indexed tables only)."""
         keys = list(keys)
         if (replicator := self._replicator()) is not None:
             return replicator.publish(self.name, REMOVE, *serialize(keys))
-        self.call(lambda t: t.remove(keys))
+        self._write(lambda t: t.remove(keys))
 
     async def aremove(self, keys: Iterable[Any]) -> None:
         keys = list(keys)
         if (replicator := self._replicator()) is not None:
             return await replicator.apublish(self.name, REMOVE, *serialize(keys))
-        await self.acall(lambda t: t.remove(keys))
+        await self._awrite(lambda t: t.remove(keys))
 
     def replace(self, data: Any) -> None:
         """Replace every row; open views stay open."""
         if (replicator := self._replicator()) is not None:
             return replicator.publish(self.name, REPLACE, *serialize(data))
         payload, fmt = encode(data)
-        self.call(lambda t: t.replace(payload, format=fmt))
+        self._write(lambda t: t.replace(payload, format=fmt))
 
     def size(self) -> int:
         return self.call(lambda t: t.size())

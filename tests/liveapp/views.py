@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 
 from django.db import transaction
@@ -22,7 +23,7 @@ class Rollback(Exception):
 
 @csrf_exempt
 def orders(request: HttpRequest) -> JsonResponse:
-    """One ORM operation per request: create, update, delete, rollback, bulk."""
+    """One ORM operation per request: create, update, delete, rollback, burst, clear, bulk."""
     body = json.loads(request.body)
     op = body.pop("op")
     if "amount" in body:
@@ -47,6 +48,15 @@ def orders(request: HttpRequest) -> JsonResponse:
                 raise Rollback
         except Rollback:
             pass
+    elif op == "burst":  # benchmarks: paced saves, each stamped with when it was made
+        start = time.monotonic()
+        for i in range(body["count"]):
+            delay = start + i / body["rate"] - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            Order.objects.create(customer=f"{i}:{time.time():.6f}")
+    elif op == "clear":
+        Order.objects.all().delete()
     elif op == "bulk":
         made = Order.objects.bulk_create([Order(customer=f"bulk{i}") for i in range(body["count"])])
         live.refresh(Order, [order.pk for order in made])
