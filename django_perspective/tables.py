@@ -16,7 +16,8 @@
 
 Every process imports those modules in ``AppConfig.ready()`` (in ``INSTALLED_APPS`` order),
 so every daphne worker knows the same tables. A stream runs while at least one websocket
-is connected to the process.
+is connected to the process; its changes stay in that process, while ``update()`` and
+friends of a declared table reach every process when replication is on (replication.py).
 """
 
 from __future__ import annotations
