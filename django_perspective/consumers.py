@@ -135,6 +135,7 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             can_read=database_sync_to_async(lambda name: access.can_read(user, name)),
             can_update=database_sync_to_async(lambda name: access.can_update(user, name)),
             granted=granted,
+            claimed=self._engine.view_ids,
             max_views=conf.get("MAX_VIEWS"),
             rate=conf.get("RATE_LIMIT"),
             burst=conf.get("RATE_BURST"),
@@ -244,6 +245,7 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         if not _open_connections[self._user_key]:
             del _open_connections[self._user_key]
         registry.disconnected()
+        self.guard.release()  # the engine closes the session before any later make_view
         self._engine.submit(self._close_session)
         logger.info(
             "disconnect code=%s",

@@ -47,6 +47,8 @@ class Engine:
         self._poll_wanted = threading.Event()
         threading.Thread(target=self._pacer, name="perspective-poll-pacer", daemon=True).start()
         self.sessions = 0
+        # Every view id open on this server; the guards keep it (see guard.py).
+        self.view_ids: set[str] = set()
         self.server: perspective.Server
         self.client: perspective.Client
         self.run(self._init)
@@ -156,7 +158,7 @@ class Engine:
     def shutdown(self) -> None:
         with contextlib.suppress(RuntimeError):
             self._executor.submit(self._control.close)
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._executor.shutdown(wait=True)  # queued session closes still run
         self._poll_wanted.set()  # the pacer finds the executor shut and exits
 
     def table(self, name: str) -> perspective.Table:

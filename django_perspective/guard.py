@@ -34,6 +34,7 @@ class Guard:
         can_read: Callable[[str], Awaitable[bool]],
         can_update: Callable[[str], Awaitable[bool]],
         granted: frozenset[str] = frozenset(),
+        claimed: set[str] | None = None,
         max_views: int = 0,
         rate: float = 0,
         burst: float = 0,
@@ -43,6 +44,9 @@ class Guard:
         self._can_update = can_update
         self.granted = granted
         self.views: set[str] = set()
+        # View ids open in this process, every connection's: Perspective 5.6 aborts the
+        # process when a session holding a duplicated view id closes.
+        self.claimed = set() if claimed is None else claimed
         self.max_views = max_views
         self.rate = rate
         self.burst = burst or rate
@@ -93,6 +97,7 @@ class Guard:
                 return f"View not found: {name!r}"
             if kind == VIEW_DELETE:
                 self.views.discard(name)
+                self.claimed.discard(name)
             return None
         if kind in CREATE:
             return f"{WRITE_NAMES[kind]} is not allowed: tables are created on the server"
@@ -105,7 +110,10 @@ class Guard:
             view_id = _first_string(frame, request.body)
             if not view_id:
                 return "make_view without a view id"
+            if view_id in self.claimed:
+                return f"view id {view_id!r} is already in use"
             self.views.add(view_id)
+            self.claimed.add(view_id)
             return None
         if kind in TABLE_READ:
             return None
@@ -114,6 +122,11 @@ class Guard:
         if kind in WRITE_NAMES or kind in TABLE_UPDATE:
             return f"table {name!r} is read-only: {WRITE_NAMES[kind]} is not allowed"
         return f"request type {kind} is not allowed"
+
+    def release(self) -> None:
+        """Give this connection's view ids back (its session is closing, with its views)."""
+        self.claimed.difference_update(self.views)
+        self.views.clear()
 
     async def filter_hosted_tables(self, response: bytes, body: tuple[int, int]) -> bytes:
         """Drop the tables this connection may not read from a hosted-tables answer."""

@@ -119,6 +119,30 @@ async def _replay(engine: Engine, frame: bytes) -> bytes:
     return answers[0]
 
 
+async def test_a_view_id_in_use_by_any_connection_is_refused(engine):
+    # Found by fuzzing: two views under one id abort the whole process (C++ "View not
+    # found" -> terminate) when either session closes.
+    async def ask(communicator: WebsocketCommunicator, msg_id: int) -> bytes:
+        await communicator.send_to(bytes_data=protocol.with_msg_id(make_view, msg_id))
+        answer = await communicator.receive_from(5)
+        assert protocol.parse_envelope(answer).msg_id == msg_id
+        return answer
+
+    async with connected(engine) as owner:
+        await (await owner.client.open_table("probe")).view(columns=["x"])
+        make_view = owner.sent[-1]
+        other = WebsocketCommunicator(PerspectiveConsumer.as_asgi(engine=engine), "/ws/perspective/")
+        assert (await other.connect())[0]
+        assert b"already in use" in await ask(other, 4242)
+        await other.disconnect()
+    # Both sessions closed without taking the process down; the id is free again, once.
+    later = WebsocketCommunicator(PerspectiveConsumer.as_asgi(engine=engine), "/ws/perspective/")
+    assert (await later.connect())[0]
+    assert protocol.parse_envelope(await ask(later, 77)).kind != protocol.SERVER_ERROR
+    assert b"already in use" in await ask(later, 78)
+    await later.disconnect()
+
+
 async def test_a_failing_engine_call_answers_the_caller(engine, monkeypatch):
     class Exploding:
         def __init__(self, session):
