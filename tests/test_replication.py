@@ -4,6 +4,9 @@ including after B is SIGKILLed and restarted mid-stream."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
+import urllib.error
 from collections import Counter
 from collections.abc import Iterator
 
@@ -12,7 +15,7 @@ import pytest
 from tests.liveapp.perspective_tables import KEYS
 
 from .live_helpers import until
-from .servers import DaphneProcess, connect
+from .servers import DaphneProcess, connect, free_port, wait_for_port
 from .services import post, postgres_database, redis_prefix
 
 pytestmark = pytest.mark.e2e
@@ -107,6 +110,56 @@ async def test_a_save_in_one_process_reaches_a_viewer_of_the_other(cluster_env, 
             assert [row["customer"] for row in rows if row["id"] == order] == ["via-a"]
             await asyncio.to_thread(post, a.http_url + "/live/orders/", {"op": "update", "id": order, "status": "done"})
             assert not [row for row in await until(view, lambda rows: all(row["id"] != order for row in rows)) if row["id"] == order]
+    finally:
+        a.stop()
+        b.stop()
+
+
+@contextlib.contextmanager
+def private_redis(port: int) -> Iterator[subprocess.Popen]:
+    """A redis-server of this test's own, so it can be killed without touching anyone else's."""
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc=proc)
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+async def test_replicas_carry_on_after_redis_restarts(cluster_env, tmp_path):
+    port = free_port()
+    env = {**cluster_env, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    url = None
+    with private_redis(port):
+        a = DaphneProcess(tmp_path / "a.log", env=env, settings=SETTINGS).start()
+        b = DaphneProcess(tmp_path / "b.log", env=env, settings=SETTINGS).start()
+        url = a.http_url + "/live/stream/"
+        try:
+            async with connect(a.ws_url) as on_a, connect(b.ws_url) as on_b:
+                await snapshot(on_a)
+                await snapshot(on_b)
+                await asyncio.to_thread(post, url, {"start": 0, "count": 200})
+                assert await converge(on_b, 200) == (expected_replicated(200), expected_appended(200))
+        except BaseException:
+            a.stop()
+            b.stop()
+            raise
+    try:
+        with pytest.raises(urllib.error.HTTPError):  # Redis is down: the change cannot be made
+            await asyncio.to_thread(post, url, {"start": 200, "count": 1})
+        with private_redis(port):  # back, empty: stream ids are times, so they keep growing
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(post, url, {"start": 200, "count": 300})
+            async with connect(a.ws_url) as on_a, connect(b.ws_url) as on_b:
+                # The refused request published nothing; sent again, every change applied once.
+                want = (expected_replicated(500), expected_appended(500))
+                assert await converge(on_a, 500) == want
+                assert await converge(on_b, 500) == want
+        assert "Redis unavailable" in b.log()
     finally:
         a.stop()
         b.stop()
