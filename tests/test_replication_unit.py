@@ -93,3 +93,13 @@ def test_a_late_replica_catches_up_from_a_peer_snapshot(replicated):
         assert replicator.replicas[NAME].last >= parse_id(snapshot_id)
     finally:
         newcomer.stop()
+
+
+def test_a_replication_setting_that_cannot_work_is_reported(settings):
+    from django_perspective.checks import check_settings
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.PERSPECTIVE = {"REPLICATION": True}
+    assert [error.id for error in check_settings()] == ["django_perspective.W020"]
+    settings.PERSPECTIVE = {"REPLICATION": "redis://127.0.0.1:6379/0", "MAX_OUTBOX_BYTES": 1024}
+    assert check_settings() == []
