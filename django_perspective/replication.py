@@ -272,12 +272,13 @@ class Replicator:
 
     def _step(self) -> None:
         now = time.monotonic()
-        for replica in list(self.replicas.values()):
+        replicas = list(self.replicas.values())  # follow() may add one meanwhile
+        for replica in replicas:
             if not replica.live:
                 self._catch_up(replica, now)
             elif now - replica.checked > GAP_CHECK_INTERVAL:
                 self._check_gap(replica, now)
-        live = {self.log_key(r.name): format_id(r.last) for r in self.replicas.values() if r.live}
+        live = {self.log_key(r.name): format_id(r.last) for r in replicas if r.live}
         if not live:
             self._wake.wait(0.05)
             self._wake.clear()
