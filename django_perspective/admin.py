@@ -96,7 +96,7 @@ class LoadErrorFilter(admin.SimpleListFilter):
 @admin.register(PublishedTable)
 class PublishedTableAdmin(admin.ModelAdmin):
     form = PublishedTableForm
-    list_display = ("name", "title", "source", "readers", "published", "row_count", "last_loaded", "error")
+    list_display = ("name", "title", "source", "live", "readers", "published", "row_count", "last_loaded", "error")
     list_filter = ("published", "source", "access", LoadErrorFilter)
     search_fields = ("name", "title", "description")
     readonly_fields = ("row_count", "last_loaded", "last_error", "schema_table")
@@ -111,6 +111,7 @@ class PublishedTableAdmin(admin.ModelAdmin):
                     "source",
                     "file",
                     ("model", "filter"),
+                    "live",
                     ("sql", "database"),
                     "provider",
                     "fields",

@@ -72,6 +72,10 @@ class PublishedTable(models.Model):
         max_length=200, blank=True, help_text="Rows with the same value replace each other; a model defaults to its primary key."
     )
     row_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Keep at most this many rows.")
+    live = models.BooleanField(
+        default=False,
+        help_text="Model sources only: follow the database - saves and deletes show in viewers as they commit.",
+    )
     published = models.BooleanField(default=False)
     access = models.CharField(max_length=20, choices=ACCESS, default="staff", help_text="Who may read the table.")
     access_group = models.ForeignKey(
@@ -147,11 +151,22 @@ class PublishedTable(models.Model):
             return {"access_permission": f'There is no permission "{self.access_permission}".'}
         return {}
 
+    def is_live(self) -> bool:
+        """Whether loading this row follows its queryset (``live.follow_queryset``)."""
+        return self.live and self.source == self.SOURCE_MODEL
+
+    def _live_errors(self) -> dict[str, str]:
+        if self.live and self.source != self.SOURCE_MODEL:
+            return {
+                "live": "Only a Django model source can follow the database; untick live or choose the model source."
+            }
+        return {}
+
     def clean(self) -> None:
         from . import sources
 
         self.access_permission = self.access_permission.strip()
-        errors = {**self._name_errors(), **self._access_errors()}
+        errors = {**self._name_errors(), **self._access_errors(), **self._live_errors()}
         if errors:
             raise ValidationError(errors)
         try:

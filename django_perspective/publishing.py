@@ -11,6 +11,11 @@ keeps hosting it and its streams keep running; the row's ``published`` flag and 
 decide who sees it (``access.py``), in every process at once since they are read from the
 database.
 
+A model row marked ``live`` is hosted with ``live.follow_queryset`` instead: saves and deletes
+of its model show in the table as they commit. Unpublishing, deleting or unticking ``live``
+stops following it (``live.unfollow``). Live tables are kept in the process's engine, the
+one ``live`` pushes changes to.
+
 All of this acts on the calling process's engine only. Other processes (other daphne
 workers, or the servers when a management command saves a row) host the change when they
 restart.
@@ -27,7 +32,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from . import sources
+from . import live, sources
 from .engine import Engine, TableNotFound, get_engine
 from .models import PublishedTable
 
@@ -45,6 +50,10 @@ def _message(exc: Exception) -> str:
 
 def host(obj: PublishedTable, engine: Engine) -> tuple[int, dict[str, str]]:
     """Load ``obj``'s source and host it under its name; ``(row count, schema)``. Raises on bad input."""
+    if obj.is_live():
+        return _follow(obj)
+    if obj.source != PublishedTable.SOURCE_PROVIDER:  # a code-declared live table follows on its own
+        _unfollow(obj.name)  # live unticked or the source changed: the rows load once, as they are now
     data, index = sources.load(obj)
     limit = sources.limit(obj)
 
@@ -54,6 +63,19 @@ def host(obj: PublishedTable, engine: Engine) -> tuple[int, dict[str, str]]:
         return table.size(), table.schema()
 
     return engine.run(replace)
+
+
+def _follow(obj: PublishedTable) -> tuple[int, dict[str, str]]:
+    """Host ``obj``'s queryset and follow it (``follow_queryset`` hosts it in the process's engine)."""
+    queryset, fields, index = sources.live_query(obj)
+    table = live.follow_queryset(obj.name, queryset, fields, index)
+    return table.size(), table.schema()
+
+
+def _unfollow(name: str) -> None:
+    """Stop following ``name`` if this process follows it; the table stays hosted, as it is."""
+    if live.followed(name):
+        live.unfollow(name)
 
 
 def _record(obj: PublishedTable, row_count: int, schema: dict[str, str]) -> None:
@@ -112,6 +134,7 @@ def _retire(name: str, engine: Engine) -> None:
 
     if name in registry.specs:
         return
+    _unfollow(name)  # before the delete: a save committing meanwhile must not reach the table
     try:
         engine.run(engine.delete, name)
     except TableNotFound:

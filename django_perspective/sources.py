@@ -5,8 +5,8 @@ form validation (cheap: no full load) and ``limit(published)``. A file is stream
 pyarrow's readers batch by batch into Arrow IPC bytes, so a large CSV costs about its Arrow
 size in memory, never a Python object per cell; an SQL query is fetched the same way
 (``sql.py``). Every problem a staff user can cause becomes a ``ValidationError`` whose
-``code`` names the form field at fault (``file``, ``fields``, ``index_column``, ``model``,
-``filter``, ``sql``, ``database``, ``provider``).
+``code`` names the form field at fault (``file``, ``fields``, ``index_column``, ``row_limit``,
+``model``, ``filter``, ``sql``, ``database``, ``provider``).
 """
 
 from __future__ import annotations
@@ -276,7 +276,20 @@ class ModelSource(Source):
                     f'The index column "{index}" is not one of the chosen fields: {", ".join(fields)}.', "index_column"
                 )
             fields = [index, *fields]
+        if published.live:
+            self._check_live(published, model, index)
         return self._filtered(model, published.filter), fields, index
+
+    def _check_live(self, published: PublishedTable, model: Any, index: str) -> None:
+        """A followed queryset is read back row by row by primary key, every matching row kept."""
+        pk = model._meta.pk
+        if index not in {pk.name, pk.attname}:
+            raise _error(
+                f'A live table is indexed by the primary key: leave the index column blank or set it to "{pk.attname}".',
+                "index_column",
+            )
+        if published.row_limit:
+            raise _error("A live table keeps every matching row; leave the row limit blank.", "row_limit")
 
     def _filtered(self, model: Any, lookups: Any) -> Any:
         """``model``'s rows matching ``lookups``; every lookup is tried alone so the error names it."""
@@ -376,6 +389,12 @@ def check(published: PublishedTable) -> None:
 def load(published: PublishedTable) -> tuple[Any, str | None]:
     """``(data, index)`` for ``Engine.host``; raises ``ValidationError`` on bad input."""
     return SOURCES[published.source].load(published)
+
+
+def live_query(published: PublishedTable) -> tuple[Any, list[str], str]:
+    """``(queryset, fields, index)`` for ``live.follow_queryset``; raises ``ValidationError`` on bad input."""
+    model_source: ModelSource = SOURCES["model"]  # type: ignore[assignment]
+    return model_source._query(published)
 
 
 def limit(published: PublishedTable) -> int | None:
