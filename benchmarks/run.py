@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from . import report, workloads
+from tests.servers import migrate
+
 from .servers import ROOT, ServerProcess, servers
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -112,6 +114,7 @@ def main() -> None:
     meta = metadata(rows, args.quick, p)
     procs = [s for s in servers(rows) if s.key in args.servers]
     logs = Path(tempfile.mkdtemp(prefix="perspective-bench-"))
+    migrate({"DJANGO_SQLITE_PATH": str(logs / "bench.sqlite3")}, settings="benchmarks.settings")
     try:
         for proc in procs:
             log(f"starting {proc.key} on port {proc.port} (logs in {logs})")

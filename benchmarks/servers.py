@@ -44,6 +44,7 @@ class ServerProcess:
     def start(self, log_dir: Path) -> None:
         env = {
             **os.environ,
+            "DJANGO_SQLITE_PATH": str(log_dir / "bench.sqlite3"),
             "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
             "BENCH_ROWS": str(self.rows),
             "PYTHONPATH": str(ROOT),

@@ -7,7 +7,7 @@ INSTALLED_APPS += ["benchmarks.bench_app"]
 ROOT_URLCONF = "benchmarks.urls"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+# A migrated SQLite file (``benchmarks.run`` makes one): access checks read the registry.
 # Whole-table Arrow replies run to tens of MB; daphne and uvicorn are started with 1 GiB.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = 1024 * 1024 * 1024
 # Every benchmark client comes from 127.0.0.1 and some workloads flood on purpose: the
