@@ -7,6 +7,10 @@ write (a function that inserts, ``nextval()``, ``SELECT ... INTO``):
 - PostgreSQL: ``SET TRANSACTION READ ONLY`` inside ``atomic()``, rolled back afterwards
   (inside an outer transaction the savepoint is rolled back, which restores its mode);
   rows come through a server-side cursor (``chunked_cursor``), ``fetchmany`` at a time.
+  Every statement built from the user's text goes through such a cursor: its ``DECLARE``
+  is sent as a prepared statement, which holds exactly one command. A plain cursor would
+  run ``SELECT '\\'; COMMIT; DELETE ...`` (one SELECT to sqlparse, whose string rules are
+  not PostgreSQL's) as three statements, the ``COMMIT`` ending the read-only transaction.
 - SQLite: ``PRAGMA query_only`` on the connection for the duration, then restored.
 - Other backends (MySQL, Oracle, ...) cannot be made read-only per statement the same way,
   so they are refused; serve such data through a model source or a code-defined table.
@@ -90,6 +94,13 @@ def read_only(alias: str) -> Iterator[BaseDatabaseWrapper]:
             transaction.set_rollback(True, using=alias)
 
 
+@contextlib.contextmanager
+def _cursor(alias: str) -> Iterator[Any]:
+    """A cursor for the user's statement: read-only, and one statement only (see above)."""
+    with read_only(alias) as connection, connection.chunked_cursor() as cursor:
+        yield cursor
+
+
 def _failed(exc: Exception) -> ValidationError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return _error(f"The query failed: {first}")
@@ -107,7 +118,7 @@ def columns(alias: str, sql: str) -> list[str]:
     """The column names ``sql`` returns, asking the database for none of its rows."""
     probe = f"SELECT * FROM (\n{statement(sql)}\n) AS perspective_probe LIMIT 0"
     try:
-        with read_only(alias) as connection, connection.cursor() as cursor:
+        with _cursor(alias) as cursor:
             cursor.execute(probe)
             return _columns(cursor.description)
     except DatabaseError as exc:
@@ -168,7 +179,7 @@ def query_arrow(alias: str, sql: str, batch_rows: int = BATCH_ROWS) -> tuple[lis
     text = statement(sql)
     batches = []
     try:
-        with read_only(alias) as connection, connection.chunked_cursor() as cursor:
+        with _cursor(alias) as cursor:
             cursor.execute(text)
             names = _columns(cursor.description)
             while rows := cursor.fetchmany(batch_rows):

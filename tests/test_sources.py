@@ -198,6 +198,23 @@ def test_postgresql_writes_hidden_in_a_select_are_refused_by_the_read_only_trans
         assert cursor.fetchone() == (1, False)
 
 
+def test_postgresql_statements_hidden_from_sqlparse_are_refused_by_the_database(pg):
+    # sqlparse reads '\\' as an open string, PostgreSQL as a whole one: one SELECT to the
+    # statement check, several statements to a plain cursor, whose COMMIT ends read-only.
+    # The probe wraps the text in SELECT * FROM (...), hence the parentheses.
+    probed = f"SELECT '\\' AS a) x; COMMIT; DELETE FROM {pg['table']}; SELECT * FROM (SELECT '\\' AS a"
+    loaded = f"SELECT '\\' AS a; COMMIT; DELETE FROM {pg['table']}; SELECT '\\' AS a"
+    assert sql.statement(probed) and sql.statement(loaded)
+    message = "The query failed: cannot insert multiple commands into a prepared statement"
+    with pytest.raises(ValidationError) as caught:  # the form's check: the LIMIT 0 probe
+        sources.check(sql_table(probed, database=PG_ALIAS))
+    assert (caught.value.code, caught.value.messages) == ("sql", [message])
+    assert error_of(sql_table(loaded, database=PG_ALIAS)) == ("sql", [message])
+    with connections[PG_ALIAS].cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {pg['table']}")
+        assert cursor.fetchone() == (2,)
+
+
 def test_postgresql_outer_transaction_stays_writable_after_a_read(pg):
     with transaction.atomic(using=PG_ALIAS):
         assert rows_of(sources.load(sql_table(f"SELECT id FROM {pg['table']} ORDER BY id", database=PG_ALIAS))[0]) == [{"id": 1}, {"id": 2}]
