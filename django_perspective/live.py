@@ -32,6 +32,7 @@ from django.db.models import Field, Model, QuerySet
 from django.db.models.signals import post_delete, post_save
 
 from .access import Policy, declare, validate
+from .data import encode
 
 logger = logging.getLogger("django_perspective.live")
 
@@ -117,7 +118,13 @@ class LiveTable:
         return row
 
     def payload(self) -> str:
-        return json.dumps(self.records(), default=_json_default)
+        return encode(self.records())[0]
+
+    def reload(self, engine: Any) -> None:
+        """Read the rows on this thread, then host them on the engine thread: the query
+        does not hold up the other clients' requests."""
+        payload = self.payload()
+        engine.run(self.host, engine, payload)
 
     def host(self, engine: Any, payload: str | None = None) -> None:
         """Host the rows (engine thread); open views survive a compatible reload."""
@@ -142,12 +149,6 @@ def _resolve(queryset: QuerySet, column: str) -> str:
         model = field.related_model or model
     assert field is not None
     return column_type(field)
-
-
-def _json_default(value: Any) -> Any:
-    from .data import _default
-
-    return _default(value)
 
 
 def _close_engine_connection(alias: str) -> None:
@@ -221,9 +222,7 @@ def follow_queryset(
     table = LiveTable.create(name, queryset, fields, index)
     _add(table)
     follow = replication.hosting(name)
-    payload = table.payload()  # read here, not on the engine thread other clients wait on
-    engine = _engine()
-    engine.run(table.host, engine, payload)
+    table.reload(_engine())
     if follow is not None:
         follow()
     return HostedTable(name)

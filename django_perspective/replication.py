@@ -47,6 +47,8 @@ try:
 except ImportError:  # pragma: no cover - redis-py comes with the "redis" extra
     redis = None  # type: ignore[assignment]
 
+from django.db import connections
+
 from . import conf
 from .data import encode
 
@@ -129,7 +131,7 @@ class Replica:
     """This process's copy of one table: how far it has read its stream, and who waits."""
 
     name: str
-    from_source: Callable[[], Any] | None  # reloads the table from its database, if it has one
+    from_source: Callable[[], Any] | None  # reloads the table from its database, if it has one (listener thread)
     last: EntryId = (0, 0)
     live: bool = False
     request: EntryId | None = None
@@ -304,7 +306,10 @@ class Replicator:
     def _catch_up(self, replica: Replica, now: float) -> None:
         if replica.from_source is not None:
             mark = self.mark(replica.name)
-            _engine().run(replica.from_source)
+            try:
+                replica.from_source()  # the query runs here; only the hosting on the engine thread
+            finally:
+                connections.close_all()  # this thread's: the listener keeps no connection open
             self._go_live(replica, mark, now)
         elif replica.request is None:
             if not self.redis.exists(self.log_key(replica.name)):
@@ -475,4 +480,4 @@ def hosting(name: str) -> Callable[[], None] | None:
         logger.warning("replication: Redis unavailable while hosting %r: %s", name, exc)
     if table is None:
         return lambda: replicator.follow(name, None, mark)
-    return lambda: replicator.follow(name, lambda: table.host(_engine()), mark)
+    return lambda: replicator.follow(name, lambda: table.reload(_engine()), mark)

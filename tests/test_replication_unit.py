@@ -95,6 +95,33 @@ def test_a_late_replica_catches_up_from_a_peer_snapshot(replicated):
         newcomer.stop()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_live_table_catches_up_from_its_database_off_the_engine_thread(replicated):
+    import threading
+
+    from django_perspective import live
+    from tests.liveapp.models import Order
+
+    client, replicator = replicated
+    Order.objects.create(customer="ann")
+    table = live.follow_queryset("repl_live", Order.objects.all(), fields=["id", "customer"])
+    try:
+        Order.objects.update(customer="bob")  # no signal: the table still says ann
+        source = live.source("repl_live")
+        threads = []
+        read = source.records
+        source.records = lambda pks=None: threads.append(threading.current_thread().name) or read(pks)
+        replicator.replicas["repl_live"].live = False  # as after a trimmed gap
+        deadline = time.monotonic() + 5
+        while not (threads and replicator.replicas["repl_live"].live) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert threads == ["perspective-replication"]
+        assert [row["customer"] for row in table.to_records()] == ["bob"]
+    finally:
+        live.unfollow("repl_live")
+        dp.delete_table("repl_live")
+
+
 def test_a_replication_setting_that_cannot_work_is_reported(settings):
     from django_perspective.checks import check_settings
 
