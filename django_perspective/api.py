@@ -45,7 +45,7 @@ class HostedTable:
             return None
         from . import replication
 
-        return replication.get() if replication.replicated(self.name) else None
+        return replication.for_table(self.name)
 
     def __repr__(self) -> str:
         return f"<HostedTable {self.name!r}>"

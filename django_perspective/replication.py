@@ -440,12 +440,12 @@ def get() -> Replicator | None:
     return _replicator
 
 
-def replicated(name: str) -> bool:
-    """Whether changes to ``name`` go through the stream: declared tables, with replication on."""
+def for_table(name: str) -> Replicator | None:
+    """The replicator changes to ``name`` go through: declared tables, with replication on."""
     from .live import followed
     from .tables import registry
 
-    return (name in registry.specs or followed(name)) and redis_config() is not None
+    return get() if name in registry.specs or followed(name) else None
 
 
 def reset() -> None:
@@ -463,10 +463,9 @@ def hosting(name: str) -> Callable[[], None] | None:
     For a live model table this notes the stream's position before the database is read,
     so the changes committed while it loads are applied after it.
     """
-    if not replicated(name):
+    replicator = for_table(name)
+    if replicator is None:
         return None
-    replicator = get()
-    assert replicator is not None
     from .live import source
 
     table = source(name)
