@@ -21,33 +21,19 @@ from collections.abc import Iterator
 import perspective
 import pytest
 
-from .servers import ROOT, DaphneProcess, connect, make_user, migrate
+from .servers import ROOT, DaphneProcess, connect, make_user
+from .services import postgres_database
 
 pytestmark = pytest.mark.e2e
 
 CSV = b"id,city,amount\n1,Paris,2.5\n2,Lyon,3.0\n3,Nice,4.25\n"
 
 
-def _admin_connection():
-    import psycopg
-
-    return psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True)
-
-
 @pytest.fixture(scope="module")
 def pg_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Environment for processes sharing a new PostgreSQL database and media directory."""
-    name = f"dp_registry_{uuid.uuid4().hex[:10]}"
-    with _admin_connection() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    media = tmp_path_factory.mktemp("pg-media")
-    env = {"POSTGRES_DB": name, "DJANGO_MEDIA_ROOT": str(media)}
-    try:
-        migrate(env)
-        yield env
-    finally:
-        with _admin_connection() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database("tests.settings") as env:
+        yield {**env, "DJANGO_MEDIA_ROOT": str(tmp_path_factory.mktemp("pg-media"))}
 
 
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
