@@ -78,8 +78,13 @@ def _unfollow(name: str) -> None:
         live.unfollow(name)
 
 
-def _record(obj: PublishedTable, row_count: int, schema: dict[str, str]) -> None:
+def _loaded(obj: PublishedTable, row_count: int, schema: dict[str, str]) -> None:
+    """Set the status of a successful load on ``obj`` (not saved)."""
     obj.row_count, obj.schema, obj.last_loaded, obj.last_error = row_count, schema, timezone.now(), ""
+
+
+def _record(obj: PublishedTable, row_count: int, schema: dict[str, str]) -> None:
+    _loaded(obj, row_count, schema)
     PublishedTable.objects.filter(pk=obj.pk).update(
         row_count=row_count, schema=schema, last_loaded=obj.last_loaded, last_error=""
     )
@@ -123,7 +128,7 @@ def save_published(obj: PublishedTable, engine: Engine | None = None) -> None:
     obj.full_clean()
     row_count, schema = host(obj, engine)
     obj.published = True
-    obj.row_count, obj.schema, obj.last_loaded, obj.last_error = row_count, schema, timezone.now(), ""
+    _loaded(obj, row_count, schema)
     obj._hosted_now = True
     obj.save()
 
