@@ -22,7 +22,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import access, backpressure, conf, protocol
-from .engine import Engine, get_engine
+from .engine import Engine, Lane, get_engine
 from .guard import HOSTED_TABLES, Guard
 from .tables import registry
 from .tokens import InvalidToken, read_token
@@ -110,7 +110,11 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         registry.connected()
         # Queued, not awaited: the session opens on the engine thread before any of this
         # connection's requests, and a busy engine never delays the handshake.
-        self._engine.submit(self._open_session)
+        self._lane = Lane(self._engine)
+        if self._engine.started:
+            self._lane.read(self._open_session)
+        else:
+            self._lane.call(self._open_session)
         self._opened = self._last_seen = time.monotonic()
         if conf.get("IDLE_TIMEOUT"):
             self._watchdog = self._loop.create_task(self._watch_idle(conf.get("IDLE_TIMEOUT")))
@@ -217,7 +221,10 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         if reason is not None:
             self.refuse(request, reason)
             return
-        self._engine.submit(self._handle, bytes_data)
+        if protocol.is_read(request):
+            self._lane.read(self._handle, bytes_data)
+        else:
+            self._lane.call(self._handle, bytes_data)
 
     def refuse(self, request: protocol.Envelope, reason: str) -> None:
         """Answer ``request`` with a Perspective error: the client's call fails with it."""
@@ -246,7 +253,7 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             del _open_connections[self._user_key]
         registry.disconnected()
         self.guard.release()  # the engine closes the session before any later make_view
-        self._engine.submit(self._close_session)
+        self._lane.call(self._close_session)
         logger.info(
             "disconnect code=%s",
             code,

@@ -15,7 +15,8 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -36,17 +37,28 @@ class TableNotFound(LookupError):
 class Engine:
     """Owns one Perspective server and the single thread every call into it runs on."""
 
-    def __init__(self, poll_interval: float | None = None) -> None:
+    def __init__(self, poll_interval: float | None = None, read_threads: int | None = None) -> None:
         self.poll_interval = conf.get("POLL_INTERVAL") if poll_interval is None else poll_interval
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perspective-engine")
+        read_threads = conf.get("READ_THREADS") if read_threads is None else read_threads
+        # Pure reads of one connection may run here while the engine thread builds another
+        # connection's view; everything that writes or polls stays on the engine thread.
+        self._readers = (
+            ThreadPoolExecutor(max_workers=read_threads, thread_name_prefix="perspective-reader")
+            if read_threads
+            else None
+        )
         self._thread_id: int | None = None
         self._poll_lock = threading.Lock()
         self._poll_pending = False
         self._last_poll = 0.0
         self._started = False
+        self._ready = False  # start() has finished: the tables it hosts are listed
         self._poll_wanted = threading.Event()
         threading.Thread(target=self._pacer, name="perspective-poll-pacer", daemon=True).start()
         self.sessions = 0
+        self._count_lock = threading.Lock()  # sessions open on reader threads too
+        self._exclusive = threading.Lock()  # reader threads read only outside exclusive()
         # Every view id open on this server; the guards keep it (see guard.py).
         self.view_ids: set[str] = set()
         self.server: perspective.Server
@@ -68,6 +80,30 @@ class Engine:
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """Queue ``fn(*args)`` on the engine thread; never blocks the caller."""
         return self._executor.submit(fn, *args)
+
+    def submit_read(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Queue a pure read on a reader thread (the engine thread when there are none).
+
+        Only for requests that change nothing (see ``protocol.READ_ONLY``), and only through
+        a ``Lane``, which keeps each connection's calls in order.
+        """
+        if self._readers is None:
+            return self._executor.submit(fn, *args)
+        return self._readers.submit(self._read, fn, *args)
+
+    def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._exclusive:
+            return fn(*args)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold reads off while the engine thread makes several changes that belong together.
+
+        Reads run beside the engine thread; a listing between a table's delete and its
+        re-creation would report it missing.
+        """
+        with self._exclusive:
+            yield
 
     def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the engine thread and wait for its result."""
@@ -128,15 +164,28 @@ class Engine:
             self._last_poll = time.monotonic()
         self.server.poll()
 
+    @property
+    def started(self) -> bool:
+        """True once ``start`` has hosted its tables (reads may then run beside the engine)."""
+        return self._ready
+
     def new_session(self, callback: Callable[[bytes], None]) -> Any:
-        """Open a Perspective session (engine thread only); ``callback`` gets its responses."""
+        """Open a Perspective session; ``callback`` gets its responses.
+
+        Engine thread, or a reader thread once the engine has started: a new session
+        touches no table, so a viewer connecting during a heavy query is not kept waiting.
+        """
+        if not self.on_engine_thread():
+            assert self._ready, "the engine starts on its own thread"
         self.start()
-        self.sessions += 1
+        with self._count_lock:
+            self.sessions += 1
         return self.server.new_session(callback)
 
     def close_session(self, session: Any) -> None:
         """Close a session, deleting its views and subscriptions (engine thread only)."""
-        self.sessions -= 1
+        with self._count_lock:
+            self.sessions -= 1
         session.close()
 
     def start(self) -> None:
@@ -154,10 +203,13 @@ class Engine:
             from .publishing import host_published
 
             host_published(self)
+        self._ready = True
 
     def shutdown(self) -> None:
         with contextlib.suppress(RuntimeError):
             self._executor.submit(self._control.close)
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
         self._executor.shutdown(wait=True)  # queued session closes still run
         self._poll_wanted.set()  # the pacer finds the executor shut and exits
 
@@ -193,11 +245,13 @@ class Engine:
             if not replace:
                 raise ValueError(f"a table named {name!r} is already hosted")
             table = self.client.open_table(name)
+            payload, fmt = encode(data)
             if table.get_index() == index and table.get_limit() == limit:
-                payload, fmt = encode(data)
                 table.replace(payload, format=fmt)
                 return table
-            table.delete()  # raises while views are open: the index cannot change under them
+            with self.exclusive():
+                table.delete()  # raises while views are open: the index cannot change under them
+                return self.client.table(payload, name=name, index=index, limit=limit, format=fmt)
         payload, fmt = encode(data)
         return self.client.table(payload, name=name, index=index, limit=limit, format=fmt)
 
@@ -211,6 +265,60 @@ class Engine:
         if name not in self.client.get_hosted_table_names():
             raise TableNotFound(name)
         self._control.handle_request(protocol.table_delete_request(next(self._control_ids), name))
+
+
+class Lane:
+    """One connection's calls into the engine, answered in the order they were sent.
+
+    A read runs on a reader thread only while none of the connection's other calls is in
+    flight; any other call waits for the connection's reads to finish, then runs on the
+    engine thread. So a client never races itself (a view read cannot overtake the
+    ``make_view`` before it), while its small reads no longer queue behind another client's
+    heavy view build.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._reads = 0
+        self._calls = 0
+        self._held: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+
+    def read(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn(*args)``, a pure read, after the connection's earlier calls."""
+        with self._lock:
+            if not self._calls and not self._held:
+                self._reads += 1
+                self._engine.submit_read(self._run_read, fn, args)
+                return
+        self.call(fn, *args)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn(*args)`` on the engine thread after the connection's earlier calls."""
+        with self._lock:
+            if self._reads:
+                self._held.append((fn, args))
+                return
+            self._calls += 1
+        self._engine.submit(self._run_call, fn, args)
+
+    def _run_read(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            fn(*args)
+        finally:
+            with self._lock:
+                self._reads -= 1
+                if not self._reads:
+                    while self._held:  # in order, under the lock: nothing can slip between
+                        self._calls += 1
+                        self._engine.submit(self._run_call, *self._held.popleft())
+
+    def _run_call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            fn(*args)
+        finally:
+            with self._lock:
+                self._calls -= 1
 
 
 _engine: Engine | None = None

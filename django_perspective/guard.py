@@ -22,7 +22,7 @@ VIEW_DELETE = 11
 TABLE_UPDATE = frozenset({33})
 WRITE_NAMES = {27: "make_table", 28: "delete", 31: "remove", 32: "replace", 33: "update", 38: "join"}
 CREATE = frozenset({27, 38})  # the entity is the new table's name
-HOSTED_TABLES = 4
+HOSTED_TABLES = protocol.HOSTED_TABLES
 
 
 class Guard:

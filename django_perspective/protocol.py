@@ -153,6 +153,23 @@ def error_response(msg_id: int, entity_id: str, message: str) -> bytes:
 
 TABLE_DELETE = 28
 
+# Requests that read and change nothing: features (3), system info (17), a table's schema
+# (7), size (8) and describe (41), a view's reads (10, 12-16 with 16 to_arrow, 20 min_max,
+# 24-26 with 24 the datagrid's to_columns_string, 36). Everything else - views made or
+# deleted, subscriptions, expand/collapse, writes - keeps the engine thread.
+READ_ONLY = frozenset({3, 7, 8, 10, 12, 13, 14, 15, 16, 17, 20, 24, 25, 26, 36, 41})
+HOSTED_TABLES = 4
+
+
+def is_read(request: Envelope) -> bool:
+    """True for a request that changes no state in the engine, its session included.
+
+    A table listing is one too unless it subscribes (a body with ``subscribe`` set).
+    """
+    if request.kind == HOSTED_TABLES:
+        return request.body[0] == request.body[1]
+    return request.kind in READ_ONLY
+
 
 def table_delete_request(msg_id: int, name: str) -> bytes:
     """Encode ``Request{msg_id, entity_id=name, table_delete{}}``: a lazy delete.

@@ -16,11 +16,12 @@ def views_free(request: HttpRequest, name: str) -> JsonResponse:
     engine = get_engine()
 
     def probe() -> bool:
-        try:
-            engine.client.open_table(name).delete()
-        except Exception:  # Perspective's "Cannot delete table with views"
-            return False
-        registry.host(engine, name)
-        return True
+        with engine.exclusive():  # no listing may see the table missing in between
+            try:
+                engine.client.open_table(name).delete()
+            except Exception:  # Perspective's "Cannot delete table with views"
+                return False
+            registry.host(engine, name)
+            return True
 
     return JsonResponse({"free": engine.run(probe), "sessions": engine.sessions})
