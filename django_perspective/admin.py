@@ -28,6 +28,25 @@ def may_publish_sql(user: Any) -> bool:
     return bool(user and user.has_perm(SQL_PERMISSION))
 
 
+def _model_refusal(user: Any, label: str) -> str | None:
+    """Why ``user`` may not publish model ``label``: publishing shows its rows to others.
+
+    Without this, anyone who may edit published tables could publish ``auth.User`` to
+    the public. The model's own view permission is the bar.
+    """
+    from django.apps import apps
+    from django.contrib.auth import get_permission_codename
+
+    try:
+        model = apps.get_model(label)
+    except (LookupError, ValueError):
+        return None  # the model's own validation names the problem
+    perm = f"{model._meta.app_label}.{get_permission_codename('view', model._meta)}"
+    if user is not None and user.has_perm(perm):
+        return None
+    return f'Publishing {model._meta.label} needs permission to view it ("{perm}").'
+
+
 def _declared_tables() -> list[tuple[str, str]]:
     from .tables import registry
 
@@ -66,12 +85,16 @@ class PublishedTableForm(forms.ModelForm):
         cleaned = super().clean()
         if cleaned.get("source") == PublishedTable.SOURCE_SQL and not may_publish_sql(self.user):
             self.add_error("source", 'Publishing an SQL query needs the "Can publish SQL tables" permission.')
+        if cleaned.get("source") == PublishedTable.SOURCE_MODEL and cleaned.get("model"):
+            refusal = _model_refusal(self.user, cleaned["model"])
+            if refusal:
+                self.add_error("model", refusal)
         return cleaned
 
     def _post_clean(self) -> None:
         # The model's validation checks the source (an SQL one runs the query with LIMIT 0):
-        # not when the form already refused it, nor for a user who may not publish SQL.
-        if self.has_error("source") or self.has_error("file"):
+        # not when the form already refused it, nor for a user who may not publish it.
+        if self.has_error("source") or self.has_error("file") or self.has_error("model"):
             return
         super()._post_clean()
 

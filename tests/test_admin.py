@@ -187,6 +187,20 @@ def test_saving_an_sql_source_needs_the_publish_sql_permission(client, editor, e
     assert engine.run(lambda: engine.client.open_table("people").view().to_records()) == [{"id": 1, "name": "Ada"}]
 
 
+def test_publishing_a_model_needs_permission_to_view_it(client, editor, engine):
+    data = form(name="people", source="model", model="auth.User", fields="id,username")
+    response = client.post(ADD, data)
+    assert response.context["adminform"].form.errors["model"] == [
+        'Publishing auth.User needs permission to view it ("auth.view_user").'
+    ]
+    assert not PublishedTable.objects.exists()
+
+    editor.user_permissions.add(Permission.objects.get(codename="view_user"))
+    client.force_login(get_user_model().objects.get(pk=editor.pk))  # a fresh permission cache
+    response = client.post(ADD, data, follow=True)
+    assert '"people": published, 1 row.' in texts(response)
+
+
 def test_sql_rows_are_read_only_to_staff_without_the_permission(client, editor, engine):
     obj = PublishedTable.objects.create(name="q", source="sql", sql="SELECT 1 AS x")
     change = reverse("admin:django_perspective_publishedtable_change", args=[obj.pk])
