@@ -15,7 +15,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "MAX_REQUEST_SIZE": (int,),
     "MAX_RESPONSE_SIZE": (int, type(None)),
     "POLL_INTERVAL": (int, float),
-    "READ_THREADS": (int,),
+    "CONCURRENT_READS": (bool,),
     "TOKEN_MAX_AGE": (int, float),
     "POLICY_CACHE_SECONDS": (int, float),
     "RATE_LIMIT": (int, float),

@@ -27,10 +27,10 @@ DEFAULTS: dict[str, Any] = {
     # Minimum seconds between two engine polls: updates arriving faster are batched into
     # one notification per view. 0 polls as soon as the engine is free.
     "POLL_INTERVAL": 0.02,
-    # Threads that answer pure reads (schema, size, view data) beside the engine thread,
-    # so a small request does not wait for another client's heavy view build. 0: every
-    # call on the engine thread.
-    "READ_THREADS": 1,
+    # Answer pure reads (listings, schema, size, view data) on a reader thread beside the
+    # engine thread, so a small request does not wait for another client's heavy view
+    # build. False: every call on the engine thread.
+    "CONCURRENT_READS": True,
     # Directory URL serving perspective-anywidget.js and .css (same perspective-python
     # version); None serves them from the installed wheel through staticfiles.
     "ASSETS_URL": None,

@@ -1,10 +1,12 @@
-"""The per-process Perspective engine: one ``perspective.Server``, one thread.
+"""The per-process Perspective engine: one ``perspective.Server``, one engine thread.
 
 Every call into a Perspective server blocks its thread, and concurrent calls from several
-threads have been seen to leave a table's last update invisible. So every call - session
-requests, server-side updates, table creation, polls - runs on a single engine thread, in
-the order it was submitted. Async code awaits the engine; sync code waits for it; code
-already on the engine thread runs inline.
+threads have been reported to leave a table's last update invisible. So every call that
+changes anything - session requests that make or delete views, server-side updates,
+table creation, polls - runs on a single engine thread, in the order it was submitted.
+Requests that only read may run on one reader thread beside it (``Lane``), so a small
+read does not wait for another client's heavy view build. Async code awaits the engine;
+sync code waits for it; code already on the engine thread runs inline.
 """
 
 from __future__ import annotations
@@ -35,18 +37,17 @@ class TableNotFound(LookupError):
 
 
 class Engine:
-    """Owns one Perspective server and the single thread every call into it runs on."""
+    """Owns one Perspective server, the thread every change runs on and the reader thread."""
 
-    def __init__(self, poll_interval: float | None = None, read_threads: int | None = None) -> None:
+    def __init__(self, poll_interval: float | None = None, concurrent_reads: bool | None = None) -> None:
         self.poll_interval = conf.get("POLL_INTERVAL") if poll_interval is None else poll_interval
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perspective-engine")
-        read_threads = conf.get("READ_THREADS") if read_threads is None else read_threads
-        # Pure reads of one connection may run here while the engine thread builds another
+        if concurrent_reads is None:
+            concurrent_reads = conf.get("CONCURRENT_READS")
+        # Pure reads may run on this one reader thread while the engine thread builds another
         # connection's view; everything that writes or polls stays on the engine thread.
         self._readers = (
-            ThreadPoolExecutor(max_workers=read_threads, thread_name_prefix="perspective-reader")
-            if read_threads
-            else None
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="perspective-reader") if concurrent_reads else None
         )
         self._thread_id: int | None = None
         self._poll_lock = threading.Lock()
@@ -175,8 +176,8 @@ class Engine:
         Engine thread, or a reader thread once the engine has started: a new session
         touches no table, so a viewer connecting during a heavy query is not kept waiting.
         """
-        if not self.on_engine_thread():
-            assert self._ready, "the engine starts on its own thread"
+        if not self._ready and not self.on_engine_thread():
+            raise RuntimeError("the engine starts on its own thread: open the first session there")
         self.start()
         with self._count_lock:
             self.sessions += 1

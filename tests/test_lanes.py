@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_lane_keeps_one_connections_calls_in_order():
-    engine = Engine(poll_interval=0, read_threads=1)
+    engine = Engine(poll_interval=0, concurrent_reads=True)
     try:
         lane = Lane(engine)
         log: list[tuple[str, str]] = []
@@ -56,11 +56,24 @@ def test_a_lane_keeps_one_connections_calls_in_order():
         engine.shutdown()
 
 
+def test_without_concurrent_reads_every_call_runs_on_the_engine_thread():
+    engine = Engine(poll_interval=0, concurrent_reads=False)
+    try:
+        lane = Lane(engine)
+        threads: list[str] = []
+        lane.read(lambda: threads.append(threading.current_thread().name))
+        lane.call(lambda: threads.append(threading.current_thread().name))
+        engine.run(lambda: None)
+        assert [name.split("_")[0] for name in threads] == ["perspective-engine", "perspective-engine"]
+    finally:
+        engine.shutdown()
+
+
 @pytest.mark.parametrize("trial", range(5))
 async def test_no_update_is_lost_while_other_connections_read(trial):
     """300 updates on the engine thread while two clients read and subscribe on the reader."""
     with override_settings(PERSPECTIVE={"DEFAULT_ACCESS": "public", "HOST_ON_START": False, "RATE_LIMIT": 0}):
-        engine = Engine(poll_interval=0.005, read_threads=1)
+        engine = Engine(poll_interval=0.005, concurrent_reads=True)
         api_engine = api._engine
         api._engine = lambda: engine
         try:
