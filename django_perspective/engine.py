@@ -248,7 +248,10 @@ class Engine:
             table = self.client.open_table(name)
             payload, fmt = encode(data)
             if table.get_index() == index and table.get_limit() == limit:
-                table.replace(payload, format=fmt)
+                if isinstance(payload, dict):  # a schema: no rows, the columns stay typed
+                    table.clear()
+                else:
+                    table.replace(payload, format=fmt)
                 return table
             with self.exclusive():
                 table.delete()  # raises while views are open: the index cannot change under them

@@ -314,8 +314,12 @@ class ModelSource(Source):
     def load(self, published: PublishedTable) -> tuple[list[dict[str, Any]], str | None]:
         queryset, fields, index = self._query(published)
         rows = list(queryset.values(*fields))
-        if not rows:  # Perspective cannot infer types from no rows
-            return _empty(fields), index  # type: ignore[return-value]
+        if not rows:  # nothing to infer types from: the model's fields give them
+            from .live import column_type
+
+            model = queryset.model
+            by_name = {name: f for f in model._meta.concrete_fields for name in (f.name, f.attname)}
+            return {name: column_type(by_name[name]) for name in fields}, index  # type: ignore[return-value]
         return rows, index
 
 

@@ -54,7 +54,23 @@ def test_a_model_filter_keeps_the_matching_rows(people):
     obj.filter = {"username__startswith": "a", "id__gte": people[1].pk}
     assert [row["username"] for row in sources.load(obj)[0]] == ["alan"]
     obj.filter = {"username": "nobody"}
-    assert sources.load(obj)[0] == "id,username\n"  # no rows: an empty table of text columns
+    assert sources.load(obj)[0] == {"id": "integer", "username": "string"}  # no rows: the model's types
+
+
+def test_a_model_table_that_empties_keeps_its_column_types_across_reloads(people, engine):
+    obj = PublishedTable.objects.create(
+        name="crew", source="model", model="auth.User", fields="username", filter={"username": "nobody"}
+    )
+    assert publishing.reload(obj, engine)  # hosted empty, typed from the model
+    obj.filter = {}
+    assert publishing.reload(obj, engine)
+    obj.filter = {"username": "nobody"}
+    assert publishing.reload(obj, engine)  # emptied in place: viewers keep their views
+    obj.filter = {}
+    assert publishing.reload(obj, engine)
+    table = engine.run(lambda: engine.client.open_table("crew"))
+    assert engine.run(table.schema) == {"id": "integer", "username": "string"}
+    assert engine.run(lambda: table.view(columns=["id"]).to_columns()) == {"id": [p.pk for p in people]}
 
 
 @pytest.mark.parametrize(
