@@ -136,9 +136,8 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         _open_connections[self._user_key] += 1
         user = self.scope.get("user")
         self.guard = Guard(
-            can_read=database_sync_to_async(lambda name: access.can_read(user, name)),
+            can_read=database_sync_to_async(lambda name: access.can_read(user, name, granted)),
             can_update=database_sync_to_async(lambda name: access.can_update(user, name)),
-            granted=granted,
             claimed=self._engine.view_ids,
             max_views=conf.get("MAX_VIEWS"),
             rate=conf.get("RATE_LIMIT"),

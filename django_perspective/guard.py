@@ -33,7 +33,6 @@ class Guard:
         *,
         can_read: Callable[[str], Awaitable[bool]],
         can_update: Callable[[str], Awaitable[bool]],
-        granted: frozenset[str] = frozenset(),
         claimed: set[str] | None = None,
         max_views: int = 0,
         rate: float = 0,
@@ -42,7 +41,6 @@ class Guard:
     ) -> None:
         self._can_read = can_read
         self._can_update = can_update
-        self.granted = granted
         self.views: set[str] = set()
         # View ids open in this process, every connection's: Perspective 5.6 aborts the
         # process when a session holding a duplicated view id closes.
@@ -57,8 +55,6 @@ class Guard:
         self._update: dict[str, tuple[bool, float]] = {}
 
     async def readable(self, name: str) -> bool:
-        if name in self.granted:
-            return True
         return await self._cached(self._read, self._can_read, name)
 
     async def updatable(self, name: str) -> bool:

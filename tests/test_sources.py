@@ -283,8 +283,13 @@ def test_a_provider_row_publishes_the_code_table_and_decides_who_reads_it(db, pr
     assert access.can_read(anonymous, "provided")  # the row's access, not the code's
     assert not access.can_update(superuser, "provided")  # updates stay as the code declares them
 
+    token = frozenset({"provided"})  # a signed token's grant
+    obj.access = "staff"
+    obj.save()
+    assert access.can_read(anonymous, "provided", token) and not access.can_read(anonymous, "provided")
     publishing.unpublish(obj, engine)
     assert not access.can_read(superuser, "provided")
+    assert not access.can_read(anonymous, "provided", token)  # withdrawing a table withdraws its tokens
     assert "provided" in engine.run(engine.client.get_hosted_table_names)  # the code keeps hosting it
     obj.delete()
     assert access.can_read(superuser, "provided") and not access.can_read(anonymous, "provided")
