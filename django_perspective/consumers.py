@@ -108,8 +108,9 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         self._gate = backpressure.gate_for(self.base_send)
         self._writer = self._loop.create_task(self._drain())
         registry.connected()
-        # Queued, not awaited: the session opens on the engine thread before any of this
-        # connection's requests, and a busy engine never delays the handshake.
+        # Queued, not awaited: the session opens before any of this connection's requests
+        # (the lane keeps order), and a busy engine never delays the handshake. Once the
+        # engine has started, a new session opens on the reader thread beside a heavy query.
         self._lane = Lane(self._engine)
         if self._engine.started:
             self._lane.read(self._open_session)

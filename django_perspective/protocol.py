@@ -136,19 +136,27 @@ def encode_len(field: int, payload: bytes) -> bytes:
     return varint(field << 3 | _LEN) + varint(len(payload)) + payload
 
 
-def error_response(msg_id: int, entity_id: str, message: str) -> bytes:
-    """Encode ``Response{msg_id, entity_id, server_error{message}}``.
+def encode_envelope(msg_id: int, entity_id: str, kind: int, body: bytes) -> bytes:
+    """Encode a request or response: ``msg_id``, ``entity_id`` and the ``oneof`` field ``kind``.
 
-    Perspective's clients reject exactly the call with this ``msg_id``, with ``message`` as
-    the error text; any other ``msg_id`` would leave the call waiting forever.
+    Default values (0, "") are left out, as protobuf itself does.
     """
     out = bytearray()
     if msg_id:
         out += varint(MSG_ID << 3 | _VARINT) + varint(msg_id)
     if entity_id:
         out += encode_len(ENTITY_ID, entity_id.encode("utf-8"))
-    out += encode_len(SERVER_ERROR, encode_len(1, message.encode("utf-8")))
+    out += encode_len(kind, body)
     return bytes(out)
+
+
+def error_response(msg_id: int, entity_id: str, message: str) -> bytes:
+    """Encode ``Response{msg_id, entity_id, server_error{message}}``.
+
+    Perspective's clients reject exactly the call with this ``msg_id``, with ``message`` as
+    the error text; any other ``msg_id`` would leave the call waiting forever.
+    """
+    return encode_envelope(msg_id, entity_id, SERVER_ERROR, encode_len(1, message.encode("utf-8")))
 
 
 TABLE_DELETE = 28
@@ -177,12 +185,7 @@ def table_delete_request(msg_id: int, name: str) -> bytes:
     The empty body asks Perspective to hide the table now and free it when its last view
     closes (``is_immediate`` unset).
     """
-    return (
-        varint(MSG_ID << 3 | _VARINT)
-        + varint(msg_id)
-        + encode_len(ENTITY_ID, name.encode("utf-8"))
-        + encode_len(TABLE_DELETE, b"")
-    )
+    return encode_envelope(msg_id, name, TABLE_DELETE, b"")
 
 
 def with_msg_id(data: bytes, msg_id: int) -> bytes:
