@@ -2,8 +2,12 @@
 
     python -m benchmarks.guard_cost
 
-Measures envelope parsing plus ``Guard.check`` (decisions cached, as in a live connection)
-per frame, median of many passes; writes benchmarks/results/guard_cost.json.
+Per frame, the whole path a request takes before the engine runs it: ``schema.decode``,
+``Guard.check`` (access decisions cached, as in a live connection), ``Guard.bind`` against
+the view's current size (a probe of the engine, as on the engine thread) and
+``schema.encode``. Reported separately for view requests (the viewer's scrolling), for
+make_view, and for a 10 MB update frame. Median of many passes; writes
+benchmarks/results/guard_cost.json.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import django
@@ -22,16 +27,14 @@ django.setup()
 
 import perspective  # noqa: E402
 
-from django_perspective import protocol  # noqa: E402
-from django_perspective.guard import Guard  # noqa: E402
+from django_perspective import protocol, schema  # noqa: E402
+from django_perspective.catalog import Catalog  # noqa: E402
+from django_perspective.guard import Guard, Limits  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-async def capture() -> list[bytes]:
-    server = perspective.Server()
-    local = server.new_local_client()
-    local.table({"id": list(range(1000)), "g": [i % 7 for i in range(1000)], "x": [i * 0.5 for i in range(1000)]}, name="t", index="id")
+async def capture(server: perspective.Server) -> list[bytes]:
     frames: list[bytes] = []
     loop = asyncio.get_running_loop()
     session = server.new_session(lambda r: loop.call_soon(asyncio.ensure_future, client.handle_response(r)))
@@ -42,36 +45,81 @@ async def capture() -> list[bytes]:
 
     client = perspective.AsyncClient(send)
     table = await client.open_table("t")
-    view = await table.view(group_by=["g"], columns=["x"])
+    view = await table.view(group_by=["g"], columns=["x"], filter=[["x", ">", 1.0]], sort=[["x", "desc"]])
     for start in range(0, 40, 10):
         await view.to_columns_string(start_row=start, end_row=start + 10)
     await table.size(), await table.schema(), await view.num_rows(), await view.schema()
+    await view.to_arrow(start_row=0, end_row=5)
     await table.update([{"id": 1, "x": 2.0}])
-    session.close()
     return frames
 
 
-async def measure(frames: list[bytes], passes: int = 2000) -> dict:
+def median_us(fn: Callable[[], None], passes: int) -> tuple[float, float]:
+    samples = []
+    for _ in range(passes):
+        start = time.perf_counter_ns()
+        fn()
+        samples.append((time.perf_counter_ns() - start) / 1000)
+    samples.sort()
+    return statistics.median(samples), samples[int(0.99 * len(samples))]
+
+
+async def measure(passes: int = 3000) -> dict:
+    server = perspective.Server()
+    local = server.new_local_client()
+    local.table({"id": list(range(1000)), "g": [i % 7 for i in range(1000)], "x": [i * 0.5 for i in range(1000)]}, name="t", index="id")
+    frames = await capture(server)
+    catalog = Catalog(server)
+
     async def yes(name: str) -> bool:
         return True
 
-    guard = Guard(can_read=yes, can_update=yes)
-    for frame in frames:  # warm the decision cache, register the view ids
-        await guard.check(protocol.parse_envelope(frame), frame)
-    guard.views.update(protocol.parse_envelope(f).entity_id for f in frames)
-    samples = []
-    reads = [f for f in frames if protocol.parse_envelope(f).kind != protocol.MAKE_VIEW]
-    for _ in range(passes):
-        start = time.perf_counter_ns()
-        for frame in reads:
-            await guard.check(protocol.parse_envelope(frame), frame)
-        samples.append((time.perf_counter_ns() - start) / len(reads) / 1000)
-    return {"frames": len(reads), "passes": passes, "median_us_per_frame": statistics.median(samples), "p99_us_per_frame": sorted(samples)[int(0.99 * len(samples))]}
+    async def columns(name: str) -> dict[str, str] | None:
+        return catalog.columns(name)
+
+    guard = Guard(can_read=yes, can_update=yes, catalog=catalog, owned={}, limits=Limits(max_read_cells=50_000_000))
+    decoded = [schema.decode(f) for f in frames]
+    make_view = next(f for f, r in zip(frames, decoded) if r.kind.name == "make_view")
+    views = [f for f, r in zip(frames, decoded) if r.kind.scope == "view"]
+    for frame in frames:  # warm the decision cache, register the view id
+        await guard.check(schema.decode(frame), columns)
+
+    def path(frame: bytes) -> None:
+        request = schema.decode(frame)
+        coro = guard.check(request, columns)
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            assert done.value is None, done.value
+        if request.kind.scope == "view":
+            assert guard.bind(request, catalog.dimensions(request.entity_id)) is None
+        schema.encode(request)
+
+    def view_pass() -> None:
+        for frame in views:
+            path(frame)
+
+    view_median, view_p99 = median_us(view_pass, passes)
+    view_id = schema.decode(make_view).body["view_id"]
+
+    def make_view_once() -> None:
+        guard.release(view_id)
+        path(make_view)
+
+    make_median, make_p99 = median_us(make_view_once, passes)
+    big_rows = json.dumps([{"id": i, "g": i % 7, "x": i * 0.5} for i in range(240_000)]).encode()
+    big = protocol.encode_envelope(7, "t", 33, protocol.encode_len(1, protocol.encode_len(4, big_rows)))
+    update_median, update_p99 = median_us(lambda: path(big), 30)
+    return {
+        "view_requests": {"frames": len(views), "median_us_per_frame": view_median / len(views), "p99_us_per_frame": view_p99 / len(views)},
+        "make_view": {"median_us": make_median, "p99_us": make_p99},
+        "update_frame": {"bytes": len(big), "median_us": update_median, "p99_us": update_p99},
+        "passes": passes,
+    }
 
 
 def main() -> None:
-    frames = asyncio.run(capture())
-    result = asyncio.run(measure(frames))
+    result = asyncio.run(measure())
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "guard_cost.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import conf
+from . import expressions as expression_policy
 
 Policy = str | Callable[[Any, str], bool] | None
 
@@ -35,14 +36,32 @@ class TablePolicy:
     read: Policy
     update: Policy = None
     obj: Any = None
+    expressions: expression_policy.Policy = "safe"
 
 
 _hosted: dict[str, TablePolicy] = {}
 
 
-def declare(name: str, access: Policy, editable: Policy = None) -> None:
+def declare(name: str, access: Policy, editable: Policy = None, expressions: expression_policy.Policy = "safe") -> None:
     """Record the policy of a table hosted from code (``host_table``)."""
-    _hosted[name] = TablePolicy(access, editable)
+    validate(access)
+    validate(editable)
+    expression_policy.validate_policy(expressions)
+    _hosted[name] = TablePolicy(access, editable, expressions=expressions)
+
+
+def expressions_for(name: str) -> expression_policy.Policy:
+    """The table's ``expressions=`` policy; "safe" unless its declaration says otherwise.
+
+    Declarations only: no database access, so the guard may ask on every make_view.
+    """
+    from .tables import registry
+
+    spec = registry.specs.get(name)
+    if spec is not None:
+        return spec.expressions
+    declared = _hosted.get(name)
+    return declared.expressions if declared is not None else "safe"
 
 
 def validate(policy: Policy) -> None:

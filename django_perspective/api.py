@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from .access import Policy, declare
+from .expressions import Policy as ExpressionPolicy
 from .data import encode
 from .replication import REMOVE, REPLACE, UPDATE, serialize
 
@@ -149,13 +150,15 @@ def host_table(
     replace: bool = False,
     access: Policy = None,
     editable: Policy = None,
+    expressions: ExpressionPolicy = "safe",
 ) -> HostedTable:
     """Host ``data`` (Arrow bytes, CSV text, records, columns, a DataFrame) as ``name``.
 
     ``access``/``editable``: who may read it and who may update it over the websocket
     (see access.py; None reads ``PERSPECTIVE["DEFAULT_ACCESS"]`` and allows no updates).
+    ``expressions``: what its viewers may compute (see expressions.py).
     """
-    declare(name, access, editable)
+    declare(name, access, editable, expressions)
     engine = _engine()
     engine.run(lambda: engine.host(name, data, index=index, limit=limit, replace=replace))
     return HostedTable(name)
@@ -170,8 +173,9 @@ async def ahost_table(
     replace: bool = False,
     access: Policy = None,
     editable: Policy = None,
+    expressions: ExpressionPolicy = "safe",
 ) -> HostedTable:
-    declare(name, access, editable)
+    declare(name, access, editable, expressions)
     engine = _engine()
     await engine.arun(lambda: engine.host(name, data, index=index, limit=limit, replace=replace))
     return HostedTable(name)

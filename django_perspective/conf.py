@@ -49,6 +49,16 @@ DEFAULTS: dict[str, Any] = {
     "RATE_BURST": 400,
     # Open views per connection; 0: no limit.
     "MAX_VIEWS": 256,
+    # Cells (rows x columns, measured right after make_view) a connection's grouped or
+    # split views may hold together: such views copy and aggregate their table, about
+    # 100 bytes a cell. An oversized view is deleted and refused. 0: no limit.
+    "MAX_VIEW_CELLS": 20_000_000,
+    # Cells (rows x columns) one read of a view may return (to_arrow, to_columns_string,
+    # to_csv, ...). 0: no limit.
+    "MAX_READ_CELLS": 50_000_000,
+    # Ports (make_port) a connection may open on an editable table; read-only tables
+    # refuse make_port. 0: no limit.
+    "MAX_PORTS": 16,
     # Open connections per user (per anonymous client address), per process; 0: no limit.
     "MAX_CONNECTIONS_PER_USER": 64,
     # Close a connection that sent nothing for this many seconds; 0: never.

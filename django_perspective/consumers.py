@@ -21,9 +21,9 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import access, backpressure, conf, protocol
+from . import access, backpressure, conf, protocol, schema
 from .engine import Engine, Lane, get_engine
-from .guard import HOSTED_TABLES, Guard
+from .guard import Guard, Limits
 from .tables import registry
 from .tokens import InvalidToken, read_token
 
@@ -50,6 +50,10 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
 
     engine: Engine | None = None
     session: Any = None
+    _holding: tuple[int, list[bytes]] | None = None
+    # Let clients create tables and write, replace or delete the ones they created, as
+    # Perspective's own handlers do (for tests and trusted tools; off by default).
+    client_tables: bool = False
 
     def __init__(self, *args: Any, engine: Engine | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -139,11 +143,19 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         self.guard = Guard(
             can_read=database_sync_to_async(lambda name: access.can_read(user, name, granted)),
             can_update=database_sync_to_async(lambda name: access.can_update(user, name)),
-            claimed=self._engine.view_ids,
-            max_views=conf.get("MAX_VIEWS"),
-            rate=conf.get("RATE_LIMIT"),
-            burst=conf.get("RATE_BURST"),
-            ttl=conf.get("POLICY_CACHE_SECONDS"),
+            catalog=self._engine.catalog,
+            owned=self._engine.views,
+            expressions=access.expressions_for,
+            limits=Limits(
+                max_views=conf.get("MAX_VIEWS"),
+                max_view_cells=conf.get("MAX_VIEW_CELLS"),
+                max_read_cells=conf.get("MAX_READ_CELLS"),
+                max_ports=conf.get("MAX_PORTS"),
+                rate=conf.get("RATE_LIMIT"),
+                burst=conf.get("RATE_BURST"),
+                ttl=conf.get("POLICY_CACHE_SECONDS"),
+            ),
+            client_tables=self.client_tables,
         )
         return 0
 
@@ -177,67 +189,72 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         """Return False to refuse the connection (closed with 4403). Allows everyone."""
         return True
 
-    async def check_request(self, request: protocol.Envelope, frame: bytes) -> str | None:
-        """Return a reason to refuse this frame, or None to pass it to the engine.
+    async def check_request(self, request: schema.Request) -> str | None:
+        """Return a reason to refuse this decoded request, or None to pass it to the engine.
 
-        The default enforces the table policies (``access.py``) through the ``Guard``;
-        subclasses add rules and call ``super()``.
+        The default enforces the table policies (``access.py``) and the engine's limits
+        through the ``Guard``; it may normalise ``request.body``. Subclasses add rules and
+        call ``super()``.
         """
-        return await self.guard.check(request, frame)
+        return await self.guard.check(request, self._engine.columns)
 
     async def process_response(self, response: bytes) -> bytes | None:
         """Rewrite or drop (None) a response before it is sent. Runs on the event loop.
 
         The default removes tables this connection may not read from table listings.
         """
+        if not _is_kind(response, schema.BY_NAME["get_hosted_tables"].number):
+            return response
         envelope = protocol.parse_envelope(response)
-        if envelope.kind == HOSTED_TABLES:
-            return await self.guard.filter_hosted_tables(response, envelope.body)
-        return response
+        body = schema.decode_body(response, envelope.body, schema.HOSTED_TABLES_RESP)
+        if not await self.guard.filter_hosted_tables(body):
+            return response
+        return schema.encode_envelope_body(
+            envelope.msg_id, envelope.entity_id, envelope.kind, body, schema.HOSTED_TABLES_RESP
+        )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if bytes_data is None:
             await self.close(code=CLOSE_UNSUPPORTED_DATA)
             return
         self._last_seen = time.monotonic()
-        try:
-            request = protocol.parse_envelope(bytes_data)
-        except protocol.ProtocolError as exc:
-            self.refuse(protocol.Envelope(0, "", 0, (0, 0)), f"malformed request: {exc}")
-            return
         if self._max_request and len(bytes_data) > self._max_request:
             self.refuse(
-                request,
+                *schema.ids(bytes_data),
                 f"request of {len(bytes_data)} bytes exceeds the limit of {self._max_request}",
             )
             return
         try:
-            reason = await self.check_request(request, bytes_data)
-            if reason is None and request.kind == protocol.MAKE_VIEW:
-                reason = protocol.check_make_view(bytes_data, request.body)
+            request = schema.decode(bytes_data)
+        except protocol.ProtocolError as exc:
+            self.refuse(*schema.ids(bytes_data), f"malformed request: {exc}")
+            return
+        try:
+            reason = await self.check_request(request)
         except Exception:  # fail closed: a broken policy refuses the frame, never drops it
             logger.exception("request check failed", extra=self.log_context(event="error"))
             reason = "the server could not check this request"
         if reason is not None:
-            self.refuse(request, reason)
+            self.refuse(request.msg_id, request.entity_id, reason, request.kind.name)
             return
-        if protocol.is_read(request):
-            self._lane.read(self._handle, bytes_data)
+        if request.reply is not None:
+            self._enqueue(request.reply)
+            return
+        if schema.is_read(request):
+            self._lane.read(self._handle, request)
         else:
-            self._lane.call(self._handle, bytes_data)
+            self._lane.call(self._handle, request)
 
-    def refuse(self, request: protocol.Envelope, reason: str) -> None:
-        """Answer ``request`` with a Perspective error: the client's call fails with it."""
+    def refuse(self, msg_id: int, entity_id: str, reason: str, kind: str = "") -> None:
+        """Answer request ``msg_id`` with a Perspective error: the client's call fails with it."""
         logger.warning(
-            "refused request kind=%s entity=%r: %s",
-            request.kind,
-            request.entity_id,
+            "refused request %s entity=%r: %s",
+            kind or "(undecoded)",
+            entity_id,
             reason,
-            extra=self.log_context(
-                event="refuse", request_kind=request.kind, entity=request.entity_id, reason=reason
-            ),
+            extra=self.log_context(event="refuse", request_kind=kind, entity=entity_id, reason=reason),
         )
-        self._enqueue(protocol.error_response(request.msg_id, request.entity_id, reason))
+        self._enqueue(protocol.error_response(msg_id, entity_id, reason))
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "_writer", None) is None:
@@ -252,7 +269,6 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         if not _open_connections[self._user_key]:
             del _open_connections[self._user_key]
         registry.disconnected()
-        self.guard.release()  # the engine closes the session before any later make_view
         self._lane.call(self._close_session)
         logger.info(
             "disconnect code=%s",
@@ -270,20 +286,75 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         if self.session is not None:
             session, self.session = self.session, None
             self._engine.close_session(session)
+        self.guard.release_all()  # only now: the engine has deleted the session's views
 
-    def _handle(self, frame: bytes) -> None:
+    def _handle(self, request: schema.Request) -> None:
+        """Run one checked request (engine or reader thread): bind, encode, handle, settle."""
         if self.session is None or self._too_slow:  # nobody would read the answer
             return
+        kind = request.kind.name
+        catalog = self._engine.catalog
         try:
-            self.session.handle_request(frame)
+            if request.kind.scope == "view" and kind != "view_delete":
+                reason = self.guard.bind(request, catalog.dimensions(request.entity_id))
+                if reason is not None:
+                    self._on_response(protocol.error_response(request.msg_id, request.entity_id, reason))
+                    return
+            frame = schema.encode(request)
+            if kind == "make_view":
+                self._make_view(request, frame)
+            elif kind == "make_port":
+                self._make_port(request, frame)
+            else:
+                self.session.handle_request(frame)
+                if kind in ("view_delete", "view_expand", "view_collapse", "view_set_depth"):
+                    catalog.forget_view(request.entity_id)
+                if kind == "view_delete":
+                    self.guard.release(request.entity_id)
+                elif kind in ("table_delete", "make_table", "make_join_table"):
+                    catalog.forget(request.entity_id)
         except Exception as exc:  # answer the caller rather than leave its call waiting
             logger.exception("perspective failed to handle a request", extra=self.log_context(event="error"))
-            request = protocol.parse_envelope(frame)
             self._on_response(protocol.error_response(request.msg_id, request.entity_id, str(exc)))
+
+    def _held(self, request: schema.Request, frame: bytes) -> list[bytes]:
+        """Run ``frame`` and return its answers instead of sending them (engine thread)."""
+        held: list[bytes] = []
+        self._holding = (request.msg_id, held)
+        try:
+            self.session.handle_request(frame)
+        finally:
+            self._holding = None
+        return held
+
+    def _make_view(self, request: schema.Request, frame: bytes) -> None:
+        view_id = request.body["view_id"]
+        answers = self._held(request, frame)
+        reason = self.guard.admit_view(view_id, self._engine.catalog.dimensions(view_id))
+        if reason:
+            # Deleted by its own session: Perspective aborts when another one does it.
+            self._held(request, protocol.encode_envelope(request.msg_id, view_id, schema.BY_NAME["view_delete"].number, b""))
+            self.guard.release(view_id)
+            answers = [protocol.error_response(request.msg_id, request.entity_id, reason)]
+        for answer in answers:
+            self._on_response(answer)
+
+    def _make_port(self, request: schema.Request, frame: bytes) -> None:
+        answers = self._held(request, frame)
+        for answer in answers:
+            envelope = protocol.parse_envelope(answer)
+            if envelope.kind == request.kind.number:
+                port = schema.decode_body(answer, envelope.body, schema.MAKE_PORT_RESP).get("port_id", 0)
+                self.guard.ports.add(port)
+            self._on_response(answer)
 
     def _on_response(self, response: bytes) -> None:
         # Runs on the engine thread, for this connection or as fan-out from another's update.
         if self._closed:
+            return
+        holding = self._holding
+        if holding is not None and _msg_id(response) == holding[0]:
+            holding[1].append(response)
             return
         try:
             self._loop.call_soon_threadsafe(self._enqueue, response)
@@ -352,3 +423,30 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             f"of {self._max_response} bytes (raise DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE and "
             "daphne's --websocket-max-message-size, or request fewer rows)",
         )
+
+
+def _msg_id(frame: bytes) -> int:
+    """A frame's msg_id: Perspective writes it first, when it is not 0."""
+    if frame[:1] != b"\x08":
+        return 0
+    return protocol.read_varint(frame, 1)[0]
+
+
+def _is_kind(frame: bytes, number: int) -> bool:
+    """Cheaply: is the frame's body field ``number``? (msg_id, entity_id, then the body.)"""
+    pos = 0
+    try:
+        while pos < len(frame):
+            tag, pos = protocol.read_varint(frame, pos)
+            if tag >> 3 == number:
+                return True
+            if tag & 7 == 0:
+                _, pos = protocol.read_varint(frame, pos)
+            elif tag & 7 == 2 and tag >> 3 == protocol.ENTITY_ID:
+                length, pos = protocol.read_varint(frame, pos)
+                pos += length
+            else:
+                return False
+    except protocol.ProtocolError:
+        return False
+    return False

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import perspective
 
 from . import conf, protocol
+from .catalog import Catalog
 from .data import encode
 
 T = TypeVar("T")
@@ -60,8 +61,9 @@ class Engine:
         self.sessions = 0
         self._count_lock = threading.Lock()  # sessions open on reader threads too
         self._exclusive = threading.Lock()  # reader threads read only outside exclusive()
-        # Every view id open on this server; the guards keep it (see guard.py).
-        self.view_ids: set[str] = set()
+        # Every view id open on this server -> the guard of the connection that owns it
+        # (see guard.py): an id is free only once the engine has deleted its view.
+        self.views: dict[str, Any] = {}
         self.server: perspective.Server
         self.client: perspective.Client
         self.run(self._init)
@@ -70,6 +72,7 @@ class Engine:
         self._thread_id = threading.get_ident()
         self.server = perspective.Server(on_poll_request=self._on_poll_request)
         self.client = self.server.new_local_client()
+        self.catalog = Catalog(self.server)
         # Requests the local client would block on (a lazy delete waits for the table's
         # last view to close: on this thread, forever) go through this session instead.
         self._control = self.server.new_session(self._on_control_response)
@@ -164,6 +167,7 @@ class Engine:
             self._poll_pending = False
             self._last_poll = time.monotonic()
         self.server.poll()
+        self.catalog.polled()
 
     @property
     def started(self) -> bool:
@@ -209,6 +213,7 @@ class Engine:
     def shutdown(self) -> None:
         with contextlib.suppress(RuntimeError):
             self._executor.submit(self._control.close)
+            self._executor.submit(self.catalog.close)
         if self._readers is not None:
             self._readers.shutdown(wait=True)
         self._executor.shutdown(wait=True)  # queued session closes still run
@@ -218,6 +223,16 @@ class Engine:
         """Perspective's table ``name`` with pending updates applied (engine thread only)."""
         self.flush()
         return self._table(name)
+
+    async def columns(self, name: str) -> dict[str, str] | None:
+        """Column name -> type of table ``name`` (None: not hosted), for the guard.
+
+        Cached until the table is deleted or created again; a miss asks on the engine thread.
+        """
+        known = self.catalog.cached_columns(name)
+        if known is not None:
+            return known
+        return await self.arun(self.catalog.columns, name)
 
     def _table(self, name: str) -> perspective.Table:
         if name not in self.client.get_hosted_table_names():
@@ -255,8 +270,10 @@ class Engine:
                 return table
             with self.exclusive():
                 table.delete()  # raises while views are open: the index cannot change under them
+                self.catalog.forget(name)
                 return self.client.table(payload, name=name, index=index, limit=limit, format=fmt)
         payload, fmt = encode(data)
+        self.catalog.forget(name)
         return self.client.table(payload, name=name, index=index, limit=limit, format=fmt)
 
     def delete(self, name: str) -> None:
@@ -269,6 +286,7 @@ class Engine:
         if name not in self.client.get_hosted_table_names():
             raise TableNotFound(name)
         self._control.handle_request(protocol.table_delete_request(next(self._control_ids), name))
+        self.catalog.forget(name)
 
 
 class Lane:

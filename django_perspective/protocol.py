@@ -42,9 +42,11 @@ class Envelope:
 
 def read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     """Decode one base-128 varint at ``pos``; return ``(value, next_pos)``."""
+    end = len(data)
+    if pos < end and data[pos] < 0x80:  # one byte: tags and small values
+        return data[pos], pos + 1
     result = 0
     shift = 0
-    end = len(data)
     while True:
         if pos >= end:
             raise ProtocolError("truncated varint")
@@ -58,39 +60,42 @@ def read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
             raise ProtocolError("varint longer than 64 bits")
 
 
-def iter_fields(data: bytes | memoryview, start: int = 0, end: int | None = None):
-    """Yield ``(field_number, wire_type, value)`` for each field between ``start`` and ``end``.
+def read_field(data: bytes | memoryview, pos: int, end: int) -> tuple[int, int, int | tuple[int, int], int]:
+    """Read the field at ``pos``: ``(field_number, wire_type, value, next_pos)``.
 
-    ``value`` is the integer for varints and fixed-width fields and a ``(start, end)`` pair
-    of offsets for length-delimited ones.
+    ``value`` is the integer for varints and fixed-width fields (the raw bits) and a
+    ``(start, end)`` pair of offsets for length-delimited ones.
     """
+    tag, pos = read_varint(data, pos)
+    field, wire = tag >> 3, tag & 7
+    if field == 0:
+        raise ProtocolError("field number 0")
+    value: int | tuple[int, int]
+    if wire == _VARINT:
+        value, pos = read_varint(data, pos)
+    elif wire == _LEN:
+        length, pos = read_varint(data, pos)
+        if pos + length > end:
+            raise ProtocolError("truncated length-delimited field")
+        value = (pos, pos + length)
+        pos += length
+    elif wire in (_FIXED64, _FIXED32):
+        width = 8 if wire == _FIXED64 else 4
+        if pos + width > end:
+            raise ProtocolError(f"truncated fixed{width * 8} field")
+        value = int.from_bytes(data[pos : pos + width], "little")
+        pos += width
+    else:
+        raise ProtocolError(f"unsupported wire type {wire}")
+    return field, wire, value, pos
+
+
+def iter_fields(data: bytes | memoryview, start: int = 0, end: int | None = None):
+    """Yield ``(field_number, wire_type, value)`` for each field between ``start`` and ``end``."""
     pos = start
     end = len(data) if end is None else end
     while pos < end:
-        tag, pos = read_varint(data, pos)
-        field, wire = tag >> 3, tag & 7
-        if field == 0:
-            raise ProtocolError("field number 0")
-        if wire == _VARINT:
-            value, pos = read_varint(data, pos)
-        elif wire == _LEN:
-            length, pos = read_varint(data, pos)
-            if pos + length > end:
-                raise ProtocolError("truncated length-delimited field")
-            value = (pos, pos + length)
-            pos += length
-        elif wire == _FIXED64:
-            if pos + 8 > end:
-                raise ProtocolError("truncated fixed64 field")
-            value = int.from_bytes(data[pos : pos + 8], "little")
-            pos += 8
-        elif wire == _FIXED32:
-            if pos + 4 > end:
-                raise ProtocolError("truncated fixed32 field")
-            value = int.from_bytes(data[pos : pos + 4], "little")
-            pos += 4
-        else:
-            raise ProtocolError(f"unsupported wire type {wire}")
+        field, wire, value, pos = read_field(data, pos, end)
         yield field, wire, value
 
 
@@ -161,23 +166,6 @@ def error_response(msg_id: int, entity_id: str, message: str) -> bytes:
 
 TABLE_DELETE = 28
 
-# Requests that read and change nothing: features (3), system info (17), a table's schema
-# (7), size (8) and describe (41), a view's reads (10, 12-16 with 16 to_arrow, 20 min_max,
-# 24-26 with 24 the datagrid's to_columns_string, 36). Everything else - views made or
-# deleted, subscriptions, expand/collapse, writes - keeps the engine thread.
-READ_ONLY = frozenset({3, 7, 8, 10, 12, 13, 14, 15, 16, 17, 20, 24, 25, 26, 36, 41})
-HOSTED_TABLES = 4
-
-
-def is_read(request: Envelope) -> bool:
-    """True for a request that changes no state in the engine, its session included.
-
-    A table listing is one too unless it subscribes (a body with ``subscribe`` set).
-    """
-    if request.kind == HOSTED_TABLES:
-        return request.body[0] == request.body[1]
-    return request.kind in READ_ONLY
-
 
 def table_delete_request(msg_id: int, name: str) -> bytes:
     """Encode ``Request{msg_id, entity_id=name, table_delete{}}``: a lazy delete.
@@ -201,33 +189,3 @@ def with_msg_id(data: bytes, msg_id: int) -> bytes:
         else:
             raise ProtocolError("fixed-width fields are not used in envelopes")
     return bytes(out)
-
-
-MAKE_VIEW = 6
-_VIEW_CONFIG = 2
-_FILTER = 4
-_UNARY_FILTER_OPS = frozenset({"is null", "is not null"})
-
-
-def check_make_view(data: bytes | memoryview, body: tuple[int, int]) -> str | None:
-    """Return why a ``make_view`` body would be unsafe to pass on, or None.
-
-    Perspective 5.6 crashes the whole process (SIGSEGV) on a filter term with a binary
-    operator and no value - a frame its own clients never send but any socket can.
-    """
-    for field, wire, config in iter_fields(data, *body):
-        if field != _VIEW_CONFIG or wire != _LEN:
-            continue
-        for cfield, cwire, term in iter_fields(data, *config):
-            if cfield != _FILTER or cwire != _LEN:
-                continue
-            op = ""
-            values = 0
-            for tfield, twire, value in iter_fields(data, *term):
-                if tfield == 2 and twire == _LEN:
-                    op = bytes(data[value[0] : value[1]]).decode("utf-8", "replace")
-                elif tfield == 3:
-                    values += 1
-            if not values and op not in _UNARY_FILTER_OPS:
-                return f"filter operator {op!r} needs a value"
-    return None

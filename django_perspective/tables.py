@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .access import Policy, validate
+from .expressions import Policy as ExpressionPolicy
+from .expressions import validate_policy
 
 if TYPE_CHECKING:
     from .api import HostedTable
@@ -51,6 +53,7 @@ class TableSpec:
     error: str = ""
     access: Policy = None
     editable: Policy = None
+    expressions: ExpressionPolicy = "safe"
     # Hosts the table itself (engine thread) instead of ``engine.host(loader())``: live
     # model tables declare their column types, since an empty queryset has nothing to infer.
     host: Callable[[Engine], None] | None = None
@@ -143,17 +146,21 @@ def perspective_table(
     limit: int | None = None,
     access: Policy = None,
     editable: Policy = None,
+    expressions: ExpressionPolicy = "safe",
 ) -> Callable[[Callable[[], Any]], TableSpec]:
     """Declare a code-defined table whose rows come from the decorated function.
 
     ``access`` says who may read it (``PERSPECTIVE["DEFAULT_ACCESS"]`` when None) and
     ``editable`` who may send it ``update`` requests (nobody when None); see access.py.
+    ``expressions`` says what its viewers may compute: "safe" (no loops), False or
+    "full"; see expressions.py.
     """
     validate(access)
     validate(editable)
+    validate_policy(expressions)
 
     def decorate(loader: Callable[[], Any]) -> TableSpec:
-        spec = TableSpec(name, loader, index=index, limit=limit, access=access, editable=editable)
+        spec = TableSpec(name, loader, index=index, limit=limit, access=access, editable=editable, expressions=expressions)
         return registry.register(spec)
 
     return decorate

@@ -17,6 +17,15 @@ ROOT = Path(__file__).resolve().parent.parent
 MAX_MESSAGE = 256 * 1024 * 1024
 
 
+def rss_kib(pid: int) -> int:
+    """Resident memory of process ``pid``, in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -13,20 +13,12 @@ import perspective
 import pytest
 import websockets
 
-from .servers import DaphneProcess
+from .servers import DaphneProcess, rss_kib
 
 pytestmark = pytest.mark.e2e
 
 CYCLES = int(os.environ.get("LEAK_CYCLES", "10000"))
 CONCURRENCY = 25
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 def probe(server: DaphneProcess) -> dict:
