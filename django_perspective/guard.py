@@ -143,6 +143,8 @@ class Guard:
             await self._check(request, columns)
         except Refused as exc:
             return str(exc)
+        if request.kind.name in UNSUBSCRIBE:
+            del self.subscriptions[request.body.get("id", 0)]
         return None
 
     async def _check(self, request: Request, columns: Callable[[str], Awaitable[dict[str, str] | None]]) -> None:
@@ -150,7 +152,7 @@ class Guard:
         name = request.entity_id
         body = request.body
         if kind.name in UNSUBSCRIBE:
-            self._unsubscribe(kind.name, body.get("id", 0))
+            self._subscribed(kind.name, body.get("id", 0))
         if kind.scope == "global":
             if kind.name == "get_hosted_tables" and body.get("subscribe"):
                 self._subscribe(request, name)
@@ -193,11 +195,10 @@ class Guard:
             raise Refused(f"too many subscriptions: at most {MAX_SUBSCRIPTIONS} per connection")
         self.subscriptions[request.msg_id] = (request.kind.name, entity)
 
-    def _unsubscribe(self, kind: str, ident: int) -> None:
+    def _subscribed(self, kind: str, ident: int) -> None:
         held = self.subscriptions.get(ident)
         if held is None or held[0] != UNSUBSCRIBE[kind]:
             raise Refused(f"no subscription {ident} to remove")
-        del self.subscriptions[ident]
 
     def _check_view_request(self, request: Request, view: ViewState) -> None:
         name = request.kind.name
