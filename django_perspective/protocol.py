@@ -1,10 +1,11 @@
-"""Just enough of Perspective's protobuf wire format to route, refuse and answer frames.
+"""Perspective's protobuf wire format: varints, fields and the envelope of a frame.
 
 Every websocket frame is one ``Request`` or ``Response`` message
-(``rust/perspective-client/perspective.proto``). The consumer only needs the envelope:
-``msg_id`` (field 1), ``entity_id`` (field 2) and which ``oneof`` body is set (its field
-number). A top-level varint/length walk gives all three without generated code and without
-copying the body, so it costs microseconds even on a multi-megabyte frame.
+(``rust/perspective-client/perspective.proto``): ``msg_id`` (field 1), ``entity_id``
+(field 2) and one ``oneof`` body (its field number). This module reads and writes those
+primitives and answers errors; which requests exist and what they may carry is the
+request schema's (``schema.py``). Responses are only walked at the top level, so reading
+one costs microseconds even when it is many megabytes.
 """
 
 from __future__ import annotations
