@@ -38,11 +38,25 @@ class TablePolicy:
 
 
 _hosted: dict[str, TablePolicy] = {}
+_in_code: dict[str, TablePolicy] = {}
 
 
 def declare(name: str, access: Policy, editable: Policy = None) -> None:
     """Record the policy of a table hosted from code (``host_table``)."""
     _hosted[name] = TablePolicy(access, editable)
+
+
+def declare_code_table(name: str, access: Policy, editable: Policy = None) -> None:
+    """Record the policy of a table declared in code (``perspective_table``, ``live_model_table``).
+
+    A registry row of source ``provider`` for it overrides the read policy.
+    """
+    _in_code[name] = TablePolicy(access, editable)
+
+
+def forget(name: str) -> None:
+    """Drop the code's policy for ``name`` (its declaration was withdrawn)."""
+    _in_code.pop(name, None)
 
 
 def validate(policy: Policy) -> None:
@@ -67,12 +81,10 @@ def nobody(user: Any, name: str) -> bool:
 
 
 def policy_for(name: str) -> TablePolicy:
-    from .tables import registry
-
-    spec = registry.specs.get(name)
-    if spec is not None:
+    in_code = _in_code.get(name)
+    if in_code is not None:
         # A registry row for a code-defined table (source "provider") decides who reads it.
-        declared = _published(name, declared=spec) or TablePolicy(spec.access, spec.editable)
+        declared = _published(name, declared=in_code) or in_code
     else:
         declared = _hosted.get(name) or _published(name)
     if declared is None:
@@ -82,10 +94,10 @@ def policy_for(name: str) -> TablePolicy:
     return declared
 
 
-def _published(name: str, declared: Any = None) -> TablePolicy | None:
+def _published(name: str, declared: TablePolicy | None = None) -> TablePolicy | None:
     """The policy a registry row gives ``name``: its access if published, else nobody.
 
-    For a code-defined table (``declared``, its ``TableSpec``) only a provider row counts,
+    For a code-defined table (``declared``, the code's policy) only a provider row counts,
     and updates stay as the code declares them.
     """
     from django.apps import apps
@@ -104,7 +116,7 @@ def _published(name: str, declared: Any = None) -> TablePolicy | None:
         return TablePolicy(nobody, obj=row)
     read = row.read_policy() or nobody
     if declared is not None:
-        return TablePolicy(read, declared.editable, obj=row)
+        return TablePolicy(read, declared.update, obj=row)
     editable = "perm:django_perspective.change_publishedtable" if row.editable else None
     return TablePolicy(read, editable, obj=row)
 

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -21,10 +20,9 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import access, backpressure, conf, protocol
+from . import access, backpressure, conf, presence, protocol
 from .engine import Engine, Lane, get_engine
 from .guard import HOSTED_TABLES, Guard
-from .tables import registry
 from .tokens import InvalidToken, read_token
 
 logger = logging.getLogger("django_perspective.consumers")
@@ -37,8 +35,6 @@ CLOSE_BAD_TOKEN = 4401  # the ?token= is forged, tampered with or expired
 CLOSE_IDLE = 4408  # nothing received for PERSPECTIVE["IDLE_TIMEOUT"] seconds
 CLOSE_TOO_MANY_CONNECTIONS = 4429  # over PERSPECTIVE["MAX_CONNECTIONS_PER_USER"]
 CLOSE_TOO_SLOW = 4008  # the client reads slower than it is sent: over PERSPECTIVE["MAX_OUTBOX_BYTES"]
-
-_open_connections: Counter[str] = Counter()
 
 
 class PerspectiveConsumer(AsyncWebsocketConsumer):
@@ -107,12 +103,11 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             return
         self._gate = backpressure.gate_for(self.base_send)
         self._writer = self._loop.create_task(self._drain())
-        registry.connected()
         # Queued, not awaited: the session opens before any of this connection's requests
         # (the lane keeps order), and a busy engine never delays the handshake. Once the
         # engine has started, a new session opens on the reader thread beside a heavy query.
         self._lane = Lane(self._engine)
-        if self._engine.started:
+        if self._engine.ready:
             self._lane.read(self._open_session)
         else:
             self._lane.call(self._open_session)
@@ -130,11 +125,9 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
                 granted = read_token(token[0]).tables
             except InvalidToken:
                 return CLOSE_BAD_TOKEN
-        limit = conf.get("MAX_CONNECTIONS_PER_USER")
         self._user_key = self._connection_key()
-        if limit and _open_connections[self._user_key] >= limit:
+        if not presence.enter(self._user_key, conf.get("MAX_CONNECTIONS_PER_USER")):
             return CLOSE_TOO_MANY_CONNECTIONS
-        _open_connections[self._user_key] += 1
         user = self.scope.get("user")
         self.guard = Guard(
             can_read=database_sync_to_async(lambda name: access.can_read(user, name, granted)),
@@ -248,10 +241,7 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         self._writer.cancel()
         if getattr(self, "_watchdog", None) is not None:
             self._watchdog.cancel()
-        _open_connections[self._user_key] -= 1
-        if not _open_connections[self._user_key]:
-            del _open_connections[self._user_key]
-        registry.disconnected()
+        presence.leave(self._user_key)
         self.guard.release()  # the engine closes the session before any later make_view
         self._lane.call(self._close_session)
         logger.info(

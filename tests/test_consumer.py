@@ -10,7 +10,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
-from django_perspective import protocol
+from django_perspective import presence, protocol
 from django_perspective.consumers import CLOSE_UNSUPPORTED_DATA, PerspectiveConsumer
 from django_perspective.engine import Engine
 
@@ -89,17 +89,17 @@ async def test_disconnect_closes_the_session_and_frees_its_views(engine):
         table = await conn.client.open_table("probe")
         view = await table.view()
         assert await view.num_rows() == 10
-        assert engine.sessions == 1
+        assert presence.count() == 1
         view_frame = conn.sent[-1]
         # While the view lives the table cannot be deleted, and its id answers.
         with pytest.raises(perspective.PerspectiveError, match="views"):
             await engine.arun(lambda: engine.client.open_table("probe").delete())
         assert not protocol.parse_envelope(await _replay(engine, view_frame)).kind == protocol.SERVER_ERROR
     for _ in range(100):
-        if engine.sessions == 0:
+        if presence.count() == 0:
             break
         await asyncio.sleep(0.02)
-    assert engine.sessions == 0
+    assert presence.count() == 0
     # The view is gone: its id no longer answers, and nothing holds the table.
     assert protocol.parse_envelope(await _replay(engine, view_frame)).kind == protocol.SERVER_ERROR
     await engine.arun(lambda: engine.client.open_table("probe").delete())
