@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import perspective
 import pytest
@@ -13,6 +12,7 @@ from django.test import override_settings
 from django_perspective import presence, protocol
 from django_perspective.consumers import CLOSE_UNSUPPORTED_DATA, PerspectiveConsumer
 from django_perspective.engine import Engine
+from django_perspective.testing import InProcessClient, connect_in_process  # noqa: F401  (test_fuzz)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,38 +26,9 @@ def engine():
         engine.shutdown()
 
 
-class InProcessClient:
-    """perspective's AsyncClient talking to the consumer through a WebsocketCommunicator."""
-
-    def __init__(self, communicator: WebsocketCommunicator) -> None:
-        self.communicator = communicator
-        self.sent: list[bytes] = []
-        self.client = perspective.AsyncClient(self._send)
-        self._pump = asyncio.get_running_loop().create_task(self._read())
-
-    async def _send(self, frame: bytes) -> None:
-        self.sent.append(frame)
-        await self.communicator.send_to(bytes_data=frame)
-
-    async def _read(self) -> None:
-        while True:
-            message = await self.communicator.output_queue.get()
-            if message["type"] != "websocket.send":
-                return
-            await self.client.handle_response(message["bytes"])
-
-
-@contextlib.asynccontextmanager
-async def connected(engine: Engine):
-    communicator = WebsocketCommunicator(PerspectiveConsumer.as_asgi(engine=engine), "/ws/perspective/")
-    connected, _ = await communicator.connect()
-    assert connected
-    client = InProcessClient(communicator)
-    try:
-        yield client
-    finally:
-        client._pump.cancel()
-        await communicator.disconnect()
+def connected(engine: Engine):
+    """An in-process perspective client on ``engine`` (django_perspective.testing)."""
+    return connect_in_process(engine=engine)
 
 
 async def test_requests_are_answered_by_the_engine(engine):
