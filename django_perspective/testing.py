@@ -27,15 +27,17 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import perspective
 from channels.testing import WebsocketCommunicator
 
-from .client import Connection, connect
 from .consumers import PerspectiveConsumer
 from .engine import Engine
 from .tokens import make_token
+
+if TYPE_CHECKING:
+    from .client import Connection
 
 WEBSOCKET_PATH = "/ws/perspective/"
 MAX_MESSAGE = 256 * 1024 * 1024
@@ -220,7 +222,12 @@ class DaphneProcess:
     def connect(
         self, *, session: str | None = None, token: str | None = None, cookie_name: str = "sessionid"
     ) -> contextlib.AbstractAsyncContextManager[Connection]:
-        """Open perspective's client on the server, signed in with ``session`` (from ``login``)."""
+        """Open perspective's client on the server, signed in with ``session`` (from ``login``).
+
+        Over the ``websockets`` package (``pip install "django-perspective[testing]"``).
+        """
+        from .client import connect
+
         headers = {"Cookie": f"{cookie_name}={session}"} if session else None
         return connect(self.ws_url, token=token, headers=headers)
 
