@@ -275,7 +275,13 @@ class Engine:
         return self._create(name, payload, fmt, index, limit, schema)
 
     def _create(
-        self, name: str, payload: Any, fmt: str | None, index: str | None, limit: int | None, schema: dict[str, str] | None
+        self,
+        name: str,
+        payload: Any,
+        fmt: str | None,
+        index: str | None,
+        limit: int | None,
+        schema: dict[str, str] | None,
     ) -> perspective.Table:
         if schema is None:
             return self.client.table(payload, name=name, index=index, limit=limit, format=fmt)

@@ -129,7 +129,8 @@ class LiveTable:
 
     def host(self, engine: Engine, rows: Encoded | None = None) -> None:
         """Host the rows (engine thread); open views survive a compatible reload."""
-        engine.host(self.name, self.records() if rows is None else rows, index=self.index, replace=True, schema=self.schema)
+        data = self.records() if rows is None else rows
+        engine.host(self.name, data, index=self.index, replace=True, schema=self.schema)
 
 
 def _resolve(queryset: QuerySet, column: str) -> str:
