@@ -42,7 +42,7 @@ _in_code: dict[str, TablePolicy] = {}
 
 
 def declare(name: str, access: Policy, editable: Policy = None) -> None:
-    """Record the policy of a table hosted from code (``host_table``)."""
+    """Record the policy of a table hosted at run time (``host_table``, ``follow_queryset``)."""
     _hosted[name] = TablePolicy(access, editable)
 
 
@@ -54,7 +54,7 @@ def declare_code_table(name: str, access: Policy, editable: Policy = None) -> No
     _in_code[name] = TablePolicy(access, editable)
 
 
-def forget(name: str) -> None:
+def withdraw_code_table(name: str) -> None:
     """Drop the code's policy for ``name`` (its declaration was withdrawn)."""
     _in_code.pop(name, None)
 

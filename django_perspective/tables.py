@@ -87,7 +87,7 @@ class DeclaredTables:
     def withdraw(self, name: str) -> None:
         """Forget the declaration of ``name`` (tests); a hosted table stays as it is."""
         self.specs.pop(name, None)
-        access.forget(name)
+        access.withdraw_code_table(name)
         selection.stop_replicating(name)
 
     def host(self, engine: Engine, name: str) -> bool:
