@@ -40,14 +40,25 @@ class TablePolicy:
 
 
 _hosted: dict[str, TablePolicy] = {}
+_in_code: dict[str, TablePolicy] = {}
 
 
 def declare(name: str, access: Policy, editable: Policy = None, expressions: expression_policy.Policy = "safe") -> None:
-    """Record the policy of a table hosted from code (``host_table``)."""
+    """Record the policy of a table hosted at run time (``host_table``, ``follow_queryset``)."""
     validate(access)
     validate(editable)
     expression_policy.validate_policy(expressions)
     _hosted[name] = TablePolicy(access, editable, expressions=expressions)
+
+
+def declare_code_table(
+    name: str, access: Policy, editable: Policy = None, expressions: expression_policy.Policy = "safe"
+) -> None:
+    """Record the policy of a table declared in code (``perspective_table``, ``live_model_table``).
+
+    A registry row of source ``provider`` for it overrides the read policy.
+    """
+    _in_code[name] = TablePolicy(access, editable, expressions=expressions)
 
 
 def expressions_for(name: str) -> expression_policy.Policy:
@@ -55,13 +66,13 @@ def expressions_for(name: str) -> expression_policy.Policy:
 
     Declarations only: no database access, so the guard may ask on every make_view.
     """
-    from .tables import registry
-
-    spec = registry.specs.get(name)
-    if spec is not None:
-        return spec.expressions
-    declared = _hosted.get(name)
+    declared = _in_code.get(name) or _hosted.get(name)
     return declared.expressions if declared is not None else "safe"
+
+
+def withdraw_code_table(name: str) -> None:
+    """Drop the code's policy for ``name`` (its declaration was withdrawn)."""
+    _in_code.pop(name, None)
 
 
 def validate(policy: Policy) -> None:
@@ -86,12 +97,10 @@ def nobody(user: Any, name: str) -> bool:
 
 
 def policy_for(name: str) -> TablePolicy:
-    from .tables import registry
-
-    spec = registry.specs.get(name)
-    if spec is not None:
+    in_code = _in_code.get(name)
+    if in_code is not None:
         # A registry row for a code-defined table (source "provider") decides who reads it.
-        declared = _published(name, declared=spec) or TablePolicy(spec.access, spec.editable)
+        declared = _published(name, declared=in_code) or in_code
     else:
         declared = _hosted.get(name) or _published(name)
     if declared is None:
@@ -101,10 +110,10 @@ def policy_for(name: str) -> TablePolicy:
     return declared
 
 
-def _published(name: str, declared: Any = None) -> TablePolicy | None:
+def _published(name: str, declared: TablePolicy | None = None) -> TablePolicy | None:
     """The policy a registry row gives ``name``: its access if published, else nobody.
 
-    For a code-defined table (``declared``, its ``TableSpec``) only a provider row counts,
+    For a code-defined table (``declared``, the code's policy) only a provider row counts,
     and updates stay as the code declares them.
     """
     from django.apps import apps
@@ -123,7 +132,7 @@ def _published(name: str, declared: Any = None) -> TablePolicy | None:
         return TablePolicy(nobody, obj=row)
     read = row.read_policy() or nobody
     if declared is not None:
-        return TablePolicy(read, declared.editable, obj=row)
+        return TablePolicy(read, declared.update, obj=row)
     editable = "perm:django_perspective.change_publishedtable" if row.editable else None
     return TablePolicy(read, editable, obj=row)
 

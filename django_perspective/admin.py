@@ -48,9 +48,9 @@ def _model_refusal(user: Any, label: str) -> str | None:
 
 
 def _declared_tables() -> list[tuple[str, str]]:
-    from .tables import registry
+    from .tables import declared
 
-    return [("", "---------"), *((name, name) for name in sorted(registry.specs))]
+    return [("", "---------"), *((name, name) for name in sorted(declared.specs))]
 
 
 def _database_aliases() -> list[tuple[str, str]]:

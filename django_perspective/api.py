@@ -4,7 +4,7 @@ Each function runs its work on the engine thread (see ``engine.py``). The plain 
 wait for the result and are safe from sync code and any thread; the ``a``-prefixed ones are
 for async code and never block the event loop.
 
-With replication on (a Redis channel layer, see ``replication.py``), ``update``, ``remove``
+With replication on (a Redis channel layer, see ``replication/``), ``update``, ``remove``
 and ``replace`` of a declared table go through its Redis stream and reach every process,
 this one included, in the same order; from a process that does not host the table (a
 worker, a management command) they only publish.
@@ -18,15 +18,12 @@ from typing import Any, TypeVar
 from .access import Policy, declare
 from .expressions import Policy as ExpressionPolicy
 from .data import encode
-from .replication import REMOVE, REPLACE, UPDATE, serialize
+from .engine import get_engine
+from .replication import selection
+from .replication.changes import REMOVE, REPLACE, UPDATE, serialize
+from .replication.stream import Replicator
 
 T = TypeVar("T")
-
-
-def _engine():
-    from .engine import get_engine
-
-    return get_engine()
 
 
 class HostedTable:
@@ -41,34 +38,30 @@ class HostedTable:
         self.name = name
         self.local = local
 
-    def _replicator(self) -> Any:
-        if self.local:
-            return None
-        from . import replication
-
-        return replication.for_table(self.name)
+    def _replicator(self) -> Replicator | None:
+        return None if self.local else selection.replicator_for(self.name)
 
     def __repr__(self) -> str:
         return f"<HostedTable {self.name!r}>"
 
     def call(self, fn: Callable[[Any], T]) -> T:
         """Run ``fn(table)`` on the engine thread with Perspective's ``Table``."""
-        engine = _engine()
-        return engine.run(lambda: fn(engine.table(self.name)))
+        engine = get_engine()
+        return engine.run(lambda: fn(engine.open_table(self.name, flush=True)))
 
     async def acall(self, fn: Callable[[Any], T]) -> T:
-        engine = _engine()
-        return await engine.arun(lambda: fn(engine.table(self.name)))
+        engine = get_engine()
+        return await engine.arun(lambda: fn(engine.open_table(self.name, flush=True)))
 
     # Writes skip the flush reads do: flushing before each write would poll once per
     # update and undo POLL_INTERVAL's batching (one viewer frame per save).
     def _write(self, fn: Callable[[Any], None]) -> None:
-        engine = _engine()
-        engine.run(lambda: fn(engine._table(self.name)))
+        engine = get_engine()
+        engine.run(lambda: fn(engine.open_table(self.name)))
 
     async def _awrite(self, fn: Callable[[Any], None]) -> None:
-        engine = _engine()
-        await engine.arun(lambda: fn(engine._table(self.name)))
+        engine = get_engine()
+        await engine.arun(lambda: fn(engine.open_table(self.name)))
 
     def update(self, data: Any) -> None:
         """Insert rows, or update them by index on an indexed table."""
@@ -137,7 +130,7 @@ def start_engine() -> None:
     Daphne has no lifespan events, so by default this happens on the first connection;
     call it from ``asgi.py`` to pay the cost at start-up instead.
     """
-    engine = _engine()
+    engine = get_engine()
     engine.run(engine.start)
 
 
@@ -159,7 +152,7 @@ def host_table(
     ``expressions``: what its viewers may compute (see expressions.py).
     """
     declare(name, access, editable, expressions)
-    engine = _engine()
+    engine = get_engine()
     engine.run(lambda: engine.host(name, data, index=index, limit=limit, replace=replace))
     return HostedTable(name)
 
@@ -176,21 +169,21 @@ async def ahost_table(
     expressions: ExpressionPolicy = "safe",
 ) -> HostedTable:
     declare(name, access, editable, expressions)
-    engine = _engine()
+    engine = get_engine()
     await engine.arun(lambda: engine.host(name, data, index=index, limit=limit, replace=replace))
     return HostedTable(name)
 
 
 def get_table(name: str) -> HostedTable:
     """Return a handle on ``name``; raises ``TableNotFound`` if nothing is hosted there."""
-    engine = _engine()
-    engine.run(engine._table, name)
+    engine = get_engine()
+    engine.run(engine.open_table, name)
     return HostedTable(name)
 
 
 def hosted_tables() -> list[str]:
-    engine = _engine()
-    return engine.run(lambda: list(engine.client.get_hosted_table_names()))
+    engine = get_engine()
+    return engine.run(engine.table_names)
 
 
 def update(name: str, data: Any) -> None:
@@ -218,5 +211,5 @@ def replace(name: str, data: Any) -> None:
 
 def delete_table(name: str) -> None:
     """Stop hosting ``name``."""
-    engine = _engine()
+    engine = get_engine()
     engine.run(engine.delete, name)

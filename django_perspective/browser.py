@@ -80,8 +80,8 @@ def visible_tables(request: HttpRequest) -> list[str]:
     """
     from .access import can_read
     from .api import hosted_tables
-    from .tables import registry
+    from .tables import declared
 
     user = getattr(request, "user", None)
-    names = set(hosted_tables()) | set(registry.specs)
+    names = set(hosted_tables()) | set(declared.specs)
     return sorted(name for name in names if can_read(user, name))

@@ -9,28 +9,6 @@ from django.core.checks import Error, Tags, Warning, register
 
 from . import conf
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "TABLES_MODULE": (str,),
-    "HOST_ON_START": (bool,),
-    "MAX_REQUEST_SIZE": (int,),
-    "MAX_RESPONSE_SIZE": (int, type(None)),
-    "POLL_INTERVAL": (int, float),
-    "CONCURRENT_READS": (bool,),
-    "TOKEN_MAX_AGE": (int, float),
-    "POLICY_CACHE_SECONDS": (int, float),
-    "RATE_LIMIT": (int, float),
-    "RATE_BURST": (int, float),
-    "MAX_VIEWS": (int,),
-    "MAX_VIEW_CELLS": (int,),
-    "MAX_READ_CELLS": (int,),
-    "MAX_PORTS": (int,),
-    "MAX_CONNECTIONS_PER_USER": (int,),
-    "IDLE_TIMEOUT": (int, float),
-    "MAX_OUTBOX_BYTES": (int,),
-    "REPLICATION": (bool, str, type(None)),
-    "REPLICATION_LOG_LENGTH": (int,),
-}
-
 
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
@@ -44,16 +22,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
             )
         ]
     errors: list[Error | Warning] = []
-    for key in sorted(set(value) - set(conf.DEFAULTS)):
+    for key in sorted(set(value) - set(conf.SETTINGS)):
         errors.append(
             Error(
                 f"PERSPECTIVE has an unknown key {key!r}.",
-                hint="Known keys: " + ", ".join(sorted(conf.DEFAULTS)) + ".",
+                hint="Known keys: " + ", ".join(sorted(conf.SETTINGS)) + ".",
                 id="django_perspective.E002",
             )
         )
-    for key, types in _TYPES.items():
-        if key in value and (
+    for key, setting in conf.SETTINGS.items():
+        types = setting.types
+        if types and key in value and (
             not isinstance(value[key], types)
             or (isinstance(value[key], bool) and bool not in types)
             or (isinstance(value[key], (int, float)) and value[key] < 0)
@@ -80,7 +59,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
             )
         )
     if value.get("REPLICATION") not in (None, False):
-        from .replication import redis_config
+        from .replication.config import redis_config
 
         if redis_config() is None:
             errors.append(

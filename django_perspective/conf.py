@@ -1,6 +1,7 @@
 """The ``PERSPECTIVE`` settings dict, read at call time so ``override_settings`` works.
 
-Every key has a default here; ``checks.py`` validates what a project sets.
+Every key is declared once here, with its default and the types it accepts; ``checks.py``
+validates what a project sets against these declarations.
 """
 
 from __future__ import annotations
@@ -11,69 +12,87 @@ from django.conf import settings
 
 MiB = 1024 * 1024
 
-DEFAULTS: dict[str, Any] = {
+
+class Setting:
+    """One key's default, and the types ``checks.py`` accepts for it (a number must be >= 0).
+
+    No types: the key has a check of its own there (``ASSETS_URL``, ``WEBSOCKET_PATH``,
+    ``DEFAULT_ACCESS``).
+    """
+
+    __slots__ = ("default", "types")
+
+    def __init__(self, default: Any, *types: type | None) -> None:
+        self.default = default
+        self.types: tuple[type, ...] = tuple(type(None) if t is None else t for t in types)
+
+
+SETTINGS: dict[str, Setting] = {
     # Module name looked up in every installed app for code-defined tables.
-    "TABLES_MODULE": "perspective_tables",
+    "TABLES_MODULE": Setting("perspective_tables", str),
     # Host every code-defined table when the engine starts (first connection or first API
     # call) rather than when it is first opened.
-    "HOST_ON_START": True,
+    "HOST_ON_START": Setting(True, bool),
     # Incoming frames larger than this get a Perspective error; the engine never sees them.
-    "MAX_REQUEST_SIZE": 64 * MiB,
+    "MAX_REQUEST_SIZE": Setting(64 * MiB, int),
     # Largest response the ASGI server will deliver. ``None`` means "whatever daphne was
     # told": ``DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE``, else daphne's default of 1 MiB.
     # Anything larger is replaced by a Perspective error, because daphne would drop it
     # silently and leave the client waiting forever.
-    "MAX_RESPONSE_SIZE": None,
+    "MAX_RESPONSE_SIZE": Setting(None, int, None),
     # Minimum seconds between two engine polls: updates arriving faster are batched into
     # one notification per view. 0 polls as soon as the engine is free.
-    "POLL_INTERVAL": 0.02,
+    "POLL_INTERVAL": Setting(0.02, int, float),
     # Answer pure reads (listings, schema, size, view data) on a reader thread beside the
     # engine thread, so a small request does not wait for another client's heavy view
     # build. False: every call on the engine thread.
-    "CONCURRENT_READS": True,
+    "CONCURRENT_READS": Setting(True, bool),
     # Directory URL serving perspective-anywidget.js and .css (same perspective-python
     # version); None serves them from the installed wheel through staticfiles.
-    "ASSETS_URL": None,
+    "ASSETS_URL": Setting(None),
     # Path the websocket consumer is routed at, if not django_perspective.routing's
     # "ws/perspective/" (e.g. mounted under a prefix); viewers connect there.
-    "WEBSOCKET_PATH": None,
+    "WEBSOCKET_PATH": Setting(None),
     # Read policy of tables that declare none (see access.py): "public", "authenticated",
     # "staff", "superuser", "group:<name>", "perm:<app.codename>".
-    "DEFAULT_ACCESS": "staff",
+    "DEFAULT_ACCESS": Setting("staff"),
     # Seconds a signed table token (?token=) stays valid.
-    "TOKEN_MAX_AGE": 3600,
+    "TOKEN_MAX_AGE": Setting(3600, int, float),
     # Seconds a connection trusts an access decision before asking again.
-    "POLICY_CACHE_SECONDS": 5.0,
+    "POLICY_CACHE_SECONDS": Setting(5.0, int, float),
     # Requests per second per connection (token bucket; RATE_BURST at once). 0: no limit.
-    "RATE_LIMIT": 200,
-    "RATE_BURST": 400,
+    "RATE_LIMIT": Setting(200, int, float),
+    "RATE_BURST": Setting(400, int, float),
     # Open views per connection; 0: no limit.
-    "MAX_VIEWS": 256,
+    "MAX_VIEWS": Setting(256, int),
     # Cells (rows x columns, measured right after make_view) a connection's grouped or
     # split views may hold together: such views copy and aggregate their table, about
     # 100 bytes a cell. An oversized view is deleted and refused. 0: no limit.
-    "MAX_VIEW_CELLS": 20_000_000,
+    "MAX_VIEW_CELLS": Setting(20_000_000, int),
     # Cells (rows x columns) one read of a view may return (to_arrow, to_columns_string,
     # to_csv, ...). 0: no limit.
-    "MAX_READ_CELLS": 50_000_000,
+    "MAX_READ_CELLS": Setting(50_000_000, int),
     # Ports (make_port) a connection may open on an editable table; read-only tables
-    # refuse make_port. 0: no limit.
-    "MAX_PORTS": 16,
+    # answer make_port with the default port and allocate nothing. 0: no limit.
+    "MAX_PORTS": Setting(16, int),
     # Open connections per user (per anonymous client address), per process; 0: no limit.
-    "MAX_CONNECTIONS_PER_USER": 64,
+    "MAX_CONNECTIONS_PER_USER": Setting(64, int),
     # Close a connection that sent nothing for this many seconds; 0: never.
-    "IDLE_TIMEOUT": 0,
+    "IDLE_TIMEOUT": Setting(0, int, float),
     # Bytes of responses a connection may have waiting because its client reads too slowly;
     # past it the connection is closed with 4008 (a single larger response is still sent
     # when nothing else waits). 0: no limit.
-    "MAX_OUTBOX_BYTES": 64 * MiB,
-    # Replicate changes to declared tables across processes (replication.py): None follows
+    "MAX_OUTBOX_BYTES": Setting(64 * MiB, int),
+    # Replicate changes to declared tables across processes (replication/): None follows
     # CHANNEL_LAYERS["default"] (on for channels_redis), False turns it off, a
     # "redis://..." URL uses that server.
-    "REPLICATION": None,
+    "REPLICATION": Setting(None, bool, str, None),
     # Changes kept in each table's Redis stream (approximate), for processes catching up.
-    "REPLICATION_LOG_LENGTH": 100_000,
+    "REPLICATION_LOG_LENGTH": Setting(100_000, int),
 }
+
+
+DEFAULTS: dict[str, Any] = {key: setting.default for key, setting in SETTINGS.items()}
 
 
 def get(key: str) -> Any:

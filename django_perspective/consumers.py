@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -21,10 +20,9 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import access, backpressure, conf, protocol, schema
+from . import access, backpressure, conf, presence, protocol, schema
 from .engine import Engine, Lane, get_engine
 from .guard import Guard, Limits
-from .tables import registry
 from .tokens import InvalidToken, read_token
 
 logger = logging.getLogger("django_perspective.consumers")
@@ -37,8 +35,6 @@ CLOSE_BAD_TOKEN = 4401  # the ?token= is forged, tampered with or expired
 CLOSE_IDLE = 4408  # nothing received for PERSPECTIVE["IDLE_TIMEOUT"] seconds
 CLOSE_TOO_MANY_CONNECTIONS = 4429  # over PERSPECTIVE["MAX_CONNECTIONS_PER_USER"]
 CLOSE_TOO_SLOW = 4008  # the client reads slower than it is sent: over PERSPECTIVE["MAX_OUTBOX_BYTES"]
-
-_open_connections: Counter[str] = Counter()
 
 
 class PerspectiveConsumer(AsyncWebsocketConsumer):
@@ -111,12 +107,11 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             return
         self._gate = backpressure.gate_for(self.base_send)
         self._writer = self._loop.create_task(self._drain())
-        registry.connected()
         # Queued, not awaited: the session opens before any of this connection's requests
         # (the lane keeps order), and a busy engine never delays the handshake. Once the
         # engine has started, a new session opens on the reader thread beside a heavy query.
         self._lane = Lane(self._engine)
-        if self._engine.started:
+        if self._engine.ready:
             self._lane.read(self._open_session)
         else:
             self._lane.call(self._open_session)
@@ -134,11 +129,9 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
                 granted = read_token(token[0]).tables
             except InvalidToken:
                 return CLOSE_BAD_TOKEN
-        limit = conf.get("MAX_CONNECTIONS_PER_USER")
         self._user_key = self._connection_key()
-        if limit and _open_connections[self._user_key] >= limit:
+        if not presence.enter(self._user_key, conf.get("MAX_CONNECTIONS_PER_USER")):
             return CLOSE_TOO_MANY_CONNECTIONS
-        _open_connections[self._user_key] += 1
         user = self.scope.get("user")
         self.guard = Guard(
             can_read=database_sync_to_async(lambda name: access.can_read(user, name, granted)),
@@ -265,10 +258,7 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         self._writer.cancel()
         if getattr(self, "_watchdog", None) is not None:
             self._watchdog.cancel()
-        _open_connections[self._user_key] -= 1
-        if not _open_connections[self._user_key]:
-            del _open_connections[self._user_key]
-        registry.disconnected()
+        presence.leave(self._user_key)
         self._lane.call(self._close_session)
         logger.info(
             "disconnect code=%s",
@@ -305,12 +295,12 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
                 self._make_view(request, frame)
             elif kind == "make_port":
                 self._make_port(request, frame)
+            elif kind == "view_delete":
+                self._view_delete(request, frame)
             else:
                 self.session.handle_request(frame)
-                if kind in ("view_delete", "view_expand", "view_collapse", "view_set_depth"):
+                if kind in ("view_expand", "view_collapse", "view_set_depth"):
                     catalog.forget_view(request.entity_id)
-                if kind == "view_delete":
-                    self.guard.release(request.entity_id)
                 elif kind in ("table_delete", "make_table", "make_join_table"):
                     catalog.forget(request.entity_id)
         except Exception as exc:  # answer the caller rather than leave its call waiting
@@ -336,6 +326,14 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             self._held(request, protocol.encode_envelope(request.msg_id, view_id, schema.BY_NAME["view_delete"].number, b""))
             self.guard.release(view_id)
             answers = [protocol.error_response(request.msg_id, request.entity_id, reason)]
+        for answer in answers:
+            self._on_response(answer)
+
+    def _view_delete(self, request: schema.Request, frame: bytes) -> None:
+        # The id is free before the client hears of the delete, so its next make_view may reuse it.
+        answers = self._held(request, frame)
+        self._engine.catalog.forget_view(request.entity_id)
+        self.guard.release(request.entity_id)
         for answer in answers:
             self._on_response(answer)
 

@@ -14,7 +14,14 @@ import json
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
+
+
+class Encoded(NamedTuple):
+    """Rows already encoded (on the caller's thread, so the engine thread does not pay for it)."""
+
+    payload: Any
+    format: str | None
 
 
 def _default(value: Any) -> Any:
@@ -35,6 +42,8 @@ def _default(value: Any) -> Any:
 
 def encode(data: Any) -> tuple[Any, str | None]:
     """Return ``(input, format)`` for ``Client.table`` / ``Table.update``."""
+    if isinstance(data, Encoded):
+        return data.payload, data.format
     if isinstance(data, Mapping) and all(isinstance(v, str) for v in data.values()):
         return dict(data), None  # a schema: {"column": "type"}
     if isinstance(data, Mapping):

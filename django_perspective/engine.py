@@ -37,6 +37,27 @@ class TableNotFound(LookupError):
     """No table is hosted under that name."""
 
 
+StartHook = Callable[["Engine"], None]
+MissingTableHook = Callable[["Engine", str], bool]
+
+# Set from ``AppConfig.ready()`` by the modules that know which tables exist (tables.py,
+# publishing.py): the engine hosts them without importing those modules.
+_start_hooks: list[StartHook] = []
+_missing_table_hooks: list[MissingTableHook] = []
+
+
+def on_start(hook: StartHook) -> None:
+    """Run ``hook(engine)`` on the engine thread when an engine starts: it hosts its tables."""
+    if hook not in _start_hooks:
+        _start_hooks.append(hook)
+
+
+def on_missing_table(hook: MissingTableHook) -> None:
+    """Ask ``hook(engine, name)`` to host ``name`` when it is opened but not hosted; True if it did."""
+    if hook not in _missing_table_hooks:
+        _missing_table_hooks.append(hook)
+
+
 class Engine:
     """Owns one Perspective server, the thread every change runs on and the reader thread."""
 
@@ -54,12 +75,10 @@ class Engine:
         self._poll_lock = threading.Lock()
         self._poll_pending = False
         self._last_poll = 0.0
-        self._started = False
+        self._starting = False  # start() has begun: it runs once
         self._ready = False  # start() has finished: the tables it hosts are listed
         self._poll_wanted = threading.Event()
         threading.Thread(target=self._pacer, name="perspective-poll-pacer", daemon=True).start()
-        self.sessions = 0
-        self._count_lock = threading.Lock()  # sessions open on reader threads too
         self._exclusive = threading.Lock()  # reader threads read only outside exclusive()
         # Every view id open on this server -> the guard of the connection that owns it
         # (see guard.py): an id is free only once the engine has deleted its view.
@@ -170,7 +189,7 @@ class Engine:
         self.catalog.polled()
 
     @property
-    def started(self) -> bool:
+    def ready(self) -> bool:
         """True once ``start`` has hosted its tables (reads may then run beside the engine)."""
         return self._ready
 
@@ -183,31 +202,19 @@ class Engine:
         if not self._ready and not self.on_engine_thread():
             raise RuntimeError("the engine starts on its own thread: open the first session there")
         self.start()
-        with self._count_lock:
-            self.sessions += 1
         return self.server.new_session(callback)
 
     def close_session(self, session: Any) -> None:
         """Close a session, deleting its views and subscriptions (engine thread only)."""
-        with self._count_lock:
-            self.sessions -= 1
         session.close()
 
     def start(self) -> None:
-        """Host the code-defined and the published tables once per process, on first use."""
-        if self._started:
+        """Host the tables the ``on_start`` hooks know, once per engine, on first use."""
+        if self._starting:
             return
-        self._started = True
-        if conf.get("HOST_ON_START"):
-            from .tables import registry
-
-            registry.host_all(self)
-        from django.apps import apps
-
-        if apps.is_installed("django_perspective"):
-            from .publishing import host_published
-
-            host_published(self)
+        self._starting = True
+        for hook in list(_start_hooks):
+            hook(self)
         self._ready = True
 
     def shutdown(self) -> None:
@@ -219,27 +226,40 @@ class Engine:
         self._executor.shutdown(wait=True)  # queued session closes still run
         self._poll_wanted.set()  # the pacer finds the executor shut and exits
 
-    def table(self, name: str) -> perspective.Table:
-        """Perspective's table ``name`` with pending updates applied (engine thread only)."""
-        self.flush()
-        return self._table(name)
+    def table_names(self) -> list[str]:
+        """The names of the hosted tables (engine or reader thread)."""
+        return list(self.client.get_hosted_table_names())
 
     async def columns(self, name: str) -> dict[str, str] | None:
         """Column name -> type of table ``name`` (None: not hosted), for the guard.
 
-        Cached until the table is deleted or created again; a miss asks on the engine thread.
+        Cached until the table is deleted or created again; a miss asks on the engine
+        thread, where a declared table not hosted yet is offered to the hooks.
         """
         known = self.catalog.cached_columns(name)
         if known is not None:
             return known
-        return await self.arun(self.catalog.columns, name)
+        return await self.arun(self._columns, name)
 
-    def _table(self, name: str) -> perspective.Table:
-        if name not in self.client.get_hosted_table_names():
-            from .tables import registry
+    def _columns(self, name: str) -> dict[str, str] | None:
+        known = self.catalog.columns(name)
+        if known is None and any(hook(self, name) for hook in list(_missing_table_hooks)):
+            known = self.catalog.columns(name)
+        return known
 
-            if not registry.host(self, name):
-                raise TableNotFound(name)
+    def open_table(self, name: str, *, flush: bool = False) -> perspective.Table:
+        """Perspective's table ``name`` (engine thread only); ``TableNotFound`` if nobody hosts it.
+
+        A name not hosted yet is offered to the ``on_missing_table`` hooks (a declared table
+        is hosted on first use). ``flush`` applies pending updates first, so a read sees the
+        writes before it; writes leave it off, so updates stay batched per ``POLL_INTERVAL``.
+        """
+        if flush:
+            self.flush()
+        if name not in self.client.get_hosted_table_names() and not any(
+            hook(self, name) for hook in list(_missing_table_hooks)
+        ):
+            raise TableNotFound(name)
         return self.client.open_table(name)
 
     def host(
@@ -250,19 +270,22 @@ class Engine:
         index: str | None = None,
         limit: int | None = None,
         replace: bool = False,
+        schema: dict[str, str] | None = None,
     ) -> perspective.Table:
         """Host ``data`` as table ``name`` (engine thread only).
 
-        With ``replace``, an existing table of the same index and limit has its rows
-        replaced in place, so connected viewers keep their views; otherwise it is deleted
-        and created again.
+        With ``replace``, an existing table of the same index and limit (and ``schema``, if
+        given) has its rows replaced in place, so connected viewers keep their views;
+        otherwise it is deleted and created again. ``schema`` types the columns up front,
+        for rows that cannot show their types (none, or dates as strings).
         """
+        payload, fmt = encode(data)
         if name in self.client.get_hosted_table_names():
             if not replace:
                 raise ValueError(f"a table named {name!r} is already hosted")
             table = self.client.open_table(name)
-            payload, fmt = encode(data)
-            if table.get_index() == index and table.get_limit() == limit:
+            same_schema = schema is None or table.schema() == schema
+            if table.get_index() == index and table.get_limit() == limit and same_schema:
                 if isinstance(payload, dict):  # a schema: no rows, the columns stay typed
                     table.clear()
                 else:
@@ -270,11 +293,25 @@ class Engine:
                 return table
             with self.exclusive():
                 table.delete()  # raises while views are open: the index cannot change under them
-                self.catalog.forget(name)
-                return self.client.table(payload, name=name, index=index, limit=limit, format=fmt)
-        payload, fmt = encode(data)
+                return self._create(name, payload, fmt, index, limit, schema)
+        return self._create(name, payload, fmt, index, limit, schema)
+
+    def _create(
+        self,
+        name: str,
+        payload: Any,
+        fmt: str | None,
+        index: str | None,
+        limit: int | None,
+        schema: dict[str, str] | None,
+    ) -> perspective.Table:
         self.catalog.forget(name)
-        return self.client.table(payload, name=name, index=index, limit=limit, format=fmt)
+        if schema is None:
+            return self.client.table(payload, name=name, index=index, limit=limit, format=fmt)
+        table = self.client.table(schema, name=name, index=index, limit=limit)
+        if not isinstance(payload, dict):
+            table.update(payload, format=fmt)
+        return table
 
     def delete(self, name: str) -> None:
         """Stop hosting ``name`` (engine thread only); open views keep it until they close.
@@ -345,6 +382,11 @@ class Lane:
 
 _engine: Engine | None = None
 _engine_lock = threading.Lock()
+
+
+def current_engine() -> Engine | None:
+    """This process's engine if one was created; never creates one."""
+    return _engine
 
 
 def get_engine() -> Engine:

@@ -6,6 +6,7 @@ import asyncio
 
 from django.http import HttpRequest, JsonResponse
 
+from . import presence
 from .engine import get_engine
 
 
@@ -17,9 +18,7 @@ async def health(request: HttpRequest) -> JsonResponse:
     """
     engine = get_engine()
     try:
-        tables = await asyncio.wait_for(
-            engine.arun(lambda: len(engine.client.get_hosted_table_names())), 5
-        )
+        tables = await asyncio.wait_for(engine.arun(lambda: len(engine.table_names())), 5)
     except TimeoutError:
-        return JsonResponse({"engine": "busy", "sessions": engine.sessions}, status=503)
-    return JsonResponse({"engine": "ok", "tables": tables, "sessions": engine.sessions})
+        return JsonResponse({"engine": "busy", "connections": presence.count()}, status=503)
+    return JsonResponse({"engine": "ok", "tables": tables, "connections": presence.count()})

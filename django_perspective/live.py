@@ -14,7 +14,7 @@ of the filter is added or removed, and a rolled-back save shows nothing (the com
 is what gets read back). The table is indexed by primary key. ``bulk_create``,
 ``QuerySet.update``, raw SQL and changes to related rows send no signals: call
 ``refresh(name_or_model, pks)`` after them. Changes go through ``django_perspective.update``
-/ ``remove``, so with replication on (see replication.py) every process sees them.
+/ ``remove``, so with replication on (see replication/) every process sees them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import json
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +31,12 @@ from django.db import connections, transaction
 from django.db.models import Field, Model, QuerySet
 from django.db.models.signals import post_delete, post_save
 
+from . import api
 from .access import Policy, declare, validate
-from .data import encode
+from .data import Encoded, encode
+from .engine import Engine, current_engine, get_engine
+from .replication import selection
+from .tables import TableSpec, declared
 
 logger = logging.getLogger("django_perspective.live")
 
@@ -117,26 +121,16 @@ class LiveTable:
                 row[column] = json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
         return row
 
-    def payload(self) -> str:
-        return encode(self.records())[0]
+    def reload(self, engine: Engine) -> None:
+        """Read and encode the rows on this thread, then host them on the engine thread: the
+        query does not hold up the other clients' requests."""
+        rows = Encoded(*encode(self.records()))
+        engine.run(self.host, engine, rows)
 
-    def reload(self, engine: Any) -> None:
-        """Read the rows on this thread, then host them on the engine thread: the query
-        does not hold up the other clients' requests."""
-        payload = self.payload()
-        engine.run(self.host, engine, payload)
-
-    def host(self, engine: Any, payload: str | None = None) -> None:
+    def host(self, engine: Engine, rows: Encoded | None = None) -> None:
         """Host the rows (engine thread); open views survive a compatible reload."""
-        if payload is None:
-            payload = self.payload()
-        if self.name in engine.client.get_hosted_table_names():
-            existing = engine.client.open_table(self.name)
-            if existing.get_index() == self.index and existing.schema() == self.schema:
-                existing.replace(payload, format="json")
-                return
-            existing.delete()
-        engine.client.table(self.schema, name=self.name, index=self.index).update(payload, format="json")
+        data = self.records() if rows is None else rows
+        engine.host(self.name, data, index=self.index, replace=True, schema=self.schema)
 
 
 def _resolve(queryset: QuerySet, column: str) -> str:
@@ -153,9 +147,8 @@ def _resolve(queryset: QuerySet, column: str) -> str:
 
 def _close_engine_connection(alias: str) -> None:
     # The engine thread reads a live table's rows when it hosts it; it keeps no connection.
-    from . import engine
-
-    if engine._engine is not None and engine._engine.on_engine_thread():
+    engine = current_engine()
+    if engine is not None and engine.on_engine_thread():
         connections[alias].close()
 
 
@@ -167,7 +160,8 @@ def followed(name: str) -> bool:
     return name in _tables
 
 
-def source(name: str) -> LiveTable | None:
+def live_table(name: str) -> LiveTable | None:
+    """The queryset this process follows as table ``name``, if any."""
     return _tables.get(name)
 
 
@@ -176,6 +170,11 @@ def _add(table: LiveTable) -> None:
         _tables[table.name] = table
         post_save.connect(_saved, weak=False, dispatch_uid="django_perspective.live.saved")
         post_delete.connect(_deleted, weak=False, dispatch_uid="django_perspective.live.deleted")
+
+
+def _reload_from_source(table: LiveTable) -> Callable[[], None]:
+    """How a replica of ``table`` catches up: it reads the queryset again."""
+    return lambda: table.reload(get_engine())
 
 
 def live_model_table(
@@ -188,13 +187,12 @@ def live_model_table(
     editable: Policy = None,
 ) -> LiveTable:
     """Declare a live table (e.g. in ``perspective_tables.py``): every process hosts it."""
-    from .tables import TableSpec, registry
-
     validate(access)
     validate(editable)
     table = LiveTable.create(name, queryset, fields, index)
-    registry.register(
-        TableSpec(name, table.records, index=table.index, access=access, editable=editable, host=table.host)
+    declared.register(
+        TableSpec(name, table.records, index=table.index, access=access, editable=editable, host=table.host),
+        reload_from_source=_reload_from_source(table),
     )
     _add(table)
     return table
@@ -208,35 +206,28 @@ def follow_queryset(
     *,
     access: Policy = None,
     editable: Policy = None,
-) -> Any:
+) -> api.HostedTable:
     """Host ``queryset`` as ``name`` now and keep it live in this process (registry code).
 
     Policies are recorded only when given, so a registry row's own policy still applies.
-    Returns a ``HostedTable``.
     """
-    from . import replication
-    from .api import HostedTable, _engine
-
     if access is not None or editable is not None:
         declare(name, access, editable)
     table = LiveTable.create(name, queryset, fields, index)
     _add(table)
-    follow = replication.hosting(name)
-    table.reload(_engine())
+    selection.replicate(name, _reload_from_source(table))
+    follow = selection.prepare_replica(name)
+    table.reload(get_engine())
     if follow is not None:
         follow()
-    return HostedTable(name)
+    return api.HostedTable(name)
 
 
 def unfollow(name: str) -> None:
     """Stop following ``name``: it stays hosted, frozen at its last rows."""
-    from . import replication
-
     with _lock:
         _tables.pop(name, None)
-    replicator = replication.get()
-    if replicator is not None:
-        replicator.unfollow(name)
+    selection.stop_replicating(name)
 
 
 def refresh(target: str | type[Model], pks: Iterable[Any] | None = None) -> None:
@@ -245,8 +236,6 @@ def refresh(target: str | type[Model], pks: Iterable[Any] | None = None) -> None
     ``target``: a live table's name, or a model (every live table following it). With
     ``pks``, only those rows are re-read; without, the whole table is replaced.
     """
-    from . import api
-
     for table in _targets(target):
         if pks is None:
             api.replace(table.name, table.records())

@@ -15,7 +15,7 @@ class PublishedTable(models.Model):
     SOURCE_MODEL = "model"
     SOURCE_SQL = "sql"
     SOURCE_PROVIDER = "provider"
-    SOURCES = [
+    SOURCE_CHOICES = [
         (SOURCE_FILE, "Uploaded file"),
         (SOURCE_MODEL, "Django model"),
         (SOURCE_SQL, "SQL query"),
@@ -23,7 +23,7 @@ class PublishedTable(models.Model):
     ]
     ACCESS_GROUP = "group"
     ACCESS_PERMISSION = "permission"
-    ACCESS = [
+    ACCESS_CHOICES = [
         ("public", "Anyone"),
         ("authenticated", "Signed-in users"),
         ("staff", "Staff"),
@@ -39,7 +39,7 @@ class PublishedTable(models.Model):
     )
     title = models.CharField(max_length=200, blank=True)
     description = models.TextField(blank=True)
-    source = models.CharField(max_length=10, choices=SOURCES, default=SOURCE_FILE)
+    source = models.CharField(max_length=10, choices=SOURCE_CHOICES, default=SOURCE_FILE)
     file = models.FileField(
         upload_to="perspective/",
         blank=True,
@@ -77,7 +77,7 @@ class PublishedTable(models.Model):
         help_text="Model sources only: follow the database - saves and deletes show in viewers as they commit.",
     )
     published = models.BooleanField(default=False)
-    access = models.CharField(max_length=20, choices=ACCESS, default="staff", help_text="Who may read the table.")
+    access = models.CharField(max_length=20, choices=ACCESS_CHOICES, default="staff", help_text="Who may read the table.")
     access_group = models.ForeignKey(
         "auth.Group",
         null=True,
@@ -127,13 +127,13 @@ class PublishedTable(models.Model):
         return self.access
 
     def _name_errors(self) -> dict[str, str]:
-        from .tables import registry
+        from .tables import declared
 
         if self.source == self.SOURCE_PROVIDER:
             if self.provider and self.name != self.provider:
                 return {"name": f'A table defined in code keeps its name: set the name to "{self.provider}".'}
             return {}
-        if self.name in registry.specs:
+        if self.name in declared.specs:
             return {"name": f'"{self.name}" is a table defined in code; choose another name.'}
         return {}
 

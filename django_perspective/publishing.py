@@ -35,6 +35,7 @@ from django.utils import timezone
 from . import live, sources
 from .engine import Engine, TableNotFound, get_engine
 from .models import PublishedTable
+from .tables import declared
 
 if TYPE_CHECKING:
     from typing import Any
@@ -135,9 +136,7 @@ def save_published(obj: PublishedTable, engine: Engine | None = None) -> None:
 
 def _retire(name: str, engine: Engine) -> None:
     """Stop hosting ``name``, unless the code declares it (the code hosts it, a row only publishes it)."""
-    from .tables import registry
-
-    if name in registry.specs:
+    if name in declared.specs:
         return
     _unfollow(name)  # before the delete: a save committing meanwhile must not reach the table
     try:
@@ -148,13 +147,12 @@ def _retire(name: str, engine: Engine) -> None:
 
 def _host_declared(obj: PublishedTable, engine: Engine) -> bool:
     """Host a code-defined table as the code declares it (if not yet) and record its status."""
-    from .tables import registry
 
     def hosted() -> tuple[int, dict[str, str]]:
-        if not registry.host(engine, obj.name):
-            spec = registry.specs.get(obj.name)
+        if not declared.host(engine, obj.name):
+            spec = declared.specs.get(obj.name)
             raise LookupError(spec.error if spec is not None and spec.error else f"no table {obj.name!r} is declared in code")
-        table = engine.table(obj.name)
+        table = engine.open_table(obj.name, flush=True)
         return table.size(), table.schema()
 
     try:

@@ -357,13 +357,13 @@ class ProviderSource(Source):
     """
 
     def _spec(self, published: PublishedTable) -> Any:
-        from .tables import registry
+        from .tables import declared
 
-        spec = registry.specs.get(published.provider)
+        spec = declared.specs.get(published.provider)
         if spec is None:
-            declared = ", ".join(sorted(registry.specs)) or "none"
+            names = ", ".join(sorted(declared.specs)) or "none"
             raise _error(
-                f'No table named "{published.provider}" is declared in code with perspective_table(); declared: {declared}.',
+                f'No table named "{published.provider}" is declared in code with perspective_table(); declared: {names}.',
                 "provider",
             )
         return spec

@@ -17,7 +17,7 @@
 Every process imports those modules in ``AppConfig.ready()`` (in ``INSTALLED_APPS`` order),
 so every daphne worker knows the same tables. A stream runs while at least one websocket
 is connected to the process; its changes stay in that process, while ``update()`` and
-friends of a declared table reach every process when replication is on (replication.py).
+friends of a declared table reach every process when replication is on (replication/).
 """
 
 from __future__ import annotations
@@ -28,17 +28,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import access, conf
 from .access import Policy, validate
+from .api import HostedTable
 from .expressions import Policy as ExpressionPolicy
 from .expressions import validate_policy
+from .replication import selection
 
 if TYPE_CHECKING:
-    from .api import HostedTable
     from .engine import Engine
 
 logger = logging.getLogger("django_perspective.tables")
 
-Stream = Callable[["HostedTable"], Awaitable[None]]
+Stream = Callable[[HostedTable], Awaitable[None]]
 
 
 @dataclass
@@ -64,30 +66,42 @@ class TableSpec:
         return fn
 
 
-class TableRegistry:
+class DeclaredTables:
+    """The tables this process's code declares, by name (not the admin's registry rows)."""
+
     def __init__(self) -> None:
         self.specs: dict[str, TableSpec] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._connections = 0
 
-    def register(self, spec: TableSpec) -> TableSpec:
+    def register(self, spec: TableSpec, *, reload_from_source: Callable[[], None] | None = None) -> TableSpec:
+        """Declare ``spec``; its policy goes to access.py and its changes replicate.
+
+        ``reload_from_source`` reads the table again from its database (live model tables),
+        which is how a replica catches up.
+        """
         existing = self.specs.get(spec.name)
         if existing is not None and existing.loader is not spec.loader:
             raise ValueError(f"a perspective table named {spec.name!r} is already registered")
         self.specs[spec.name] = spec
+        access.declare_code_table(spec.name, spec.access, spec.editable, spec.expressions)
+        selection.replicate(spec.name, reload_from_source)
         return spec
 
+    def withdraw(self, name: str) -> None:
+        """Forget the declaration of ``name`` (tests); a hosted table stays as it is."""
+        self.specs.pop(name, None)
+        access.withdraw_code_table(name)
+        selection.stop_replicating(name)
+
     def host(self, engine: Engine, name: str) -> bool:
-        """Host the registered table ``name`` (engine thread); False if unknown or broken."""
+        """Host the declared table ``name`` (engine thread); False if unknown or broken."""
         spec = self.specs.get(name)
         if spec is None:
             return False
-        if name in engine.client.get_hosted_table_names():
+        if name in engine.table_names():
             return True
-        from . import replication
-
         try:
-            follow = replication.hosting(name)
+            follow = selection.prepare_replica(name)
             if spec.host is not None:
                 spec.host(engine)
             else:
@@ -105,27 +119,26 @@ class TableRegistry:
         for name in self.specs:
             self.host(engine, name)
 
-    def connected(self) -> None:
-        """A websocket opened in this process: start the streams with the first one."""
-        self._connections += 1
-        if self._connections == 1:
-            from .api import HostedTable
+    def host_on_start(self, engine: Engine) -> None:
+        """The engine's start hook: host every declared table unless ``HOST_ON_START`` is off."""
+        if conf.get("HOST_ON_START"):
+            self.host_all(engine)
 
-            # A stream runs in every process with clients, so its changes stay local: with
-            # replication on, each process would otherwise send every change N times.
-            self._tasks = [
-                asyncio.get_running_loop().create_task(self._run(fn, HostedTable(spec.name, local=True)))
-                for spec in self.specs.values()
-                for fn in spec.streams
-            ]
+    def start_streams(self) -> None:
+        """The first websocket of this process opened: start every declared stream."""
+        # A stream runs in every process with clients, so its changes stay local: with
+        # replication on, each process would otherwise send every change N times.
+        self._tasks = [
+            asyncio.get_running_loop().create_task(self._run(fn, HostedTable(spec.name, local=True)))
+            for spec in self.specs.values()
+            for fn in spec.streams
+        ]
 
-    def disconnected(self) -> None:
-        """A websocket closed: stop the streams with the last one."""
-        self._connections -= 1
-        if self._connections == 0:
-            for task in self._tasks:
-                task.cancel()
-            self._tasks = []
+    def stop_streams(self) -> None:
+        """The last websocket closed: stop the streams."""
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
 
     async def _run(self, fn: Stream, table: HostedTable) -> None:
         try:
@@ -136,7 +149,7 @@ class TableRegistry:
             logger.exception("perspective stream %r for table %r failed", fn, table.name)
 
 
-registry = TableRegistry()
+declared = DeclaredTables()
 
 
 def perspective_table(
@@ -161,6 +174,6 @@ def perspective_table(
 
     def decorate(loader: Callable[[], Any]) -> TableSpec:
         spec = TableSpec(name, loader, index=index, limit=limit, access=access, editable=editable, expressions=expressions)
-        return registry.register(spec)
+        return declared.register(spec)
 
     return decorate

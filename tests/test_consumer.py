@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import perspective
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
-from django_perspective import protocol
+from django_perspective import presence, protocol
 from django_perspective.consumers import CLOSE_UNSUPPORTED_DATA, PerspectiveConsumer
 from django_perspective.engine import Engine
+from django_perspective.testing import InProcessClient, connect_in_process  # noqa: F401  (test_fuzz)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,38 +26,9 @@ def engine():
         engine.shutdown()
 
 
-class InProcessClient:
-    """perspective's AsyncClient talking to the consumer through a WebsocketCommunicator."""
-
-    def __init__(self, communicator: WebsocketCommunicator) -> None:
-        self.communicator = communicator
-        self.sent: list[bytes] = []
-        self.client = perspective.AsyncClient(self._send)
-        self._pump = asyncio.get_running_loop().create_task(self._read())
-
-    async def _send(self, frame: bytes) -> None:
-        self.sent.append(frame)
-        await self.communicator.send_to(bytes_data=frame)
-
-    async def _read(self) -> None:
-        while True:
-            message = await self.communicator.output_queue.get()
-            if message["type"] != "websocket.send":
-                return
-            await self.client.handle_response(message["bytes"])
-
-
-@contextlib.asynccontextmanager
-async def connected(engine: Engine):
-    communicator = WebsocketCommunicator(PerspectiveConsumer.as_asgi(engine=engine), "/ws/perspective/")
-    connected, _ = await communicator.connect()
-    assert connected
-    client = InProcessClient(communicator)
-    try:
-        yield client
-    finally:
-        client._pump.cancel()
-        await communicator.disconnect()
+def connected(engine: Engine):
+    """An in-process perspective client on ``engine`` (django_perspective.testing)."""
+    return connect_in_process(engine=engine)
 
 
 async def test_requests_are_answered_by_the_engine(engine):
@@ -89,17 +60,17 @@ async def test_disconnect_closes_the_session_and_frees_its_views(engine):
         table = await conn.client.open_table("probe")
         view = await table.view()
         assert await view.num_rows() == 10
-        assert engine.sessions == 1
+        assert presence.count() == 1
         view_frame = conn.sent[-1]
         # While the view lives the table cannot be deleted, and its id answers.
         with pytest.raises(perspective.PerspectiveError, match="views"):
             await engine.arun(lambda: engine.client.open_table("probe").delete())
         assert not protocol.parse_envelope(await _replay(engine, view_frame)).kind == protocol.SERVER_ERROR
     for _ in range(100):
-        if engine.sessions == 0:
+        if presence.count() == 0:
             break
         await asyncio.sleep(0.02)
-    assert engine.sessions == 0
+    assert presence.count() == 0
     # The view is gone: its id no longer answers, and nothing holds the table.
     assert protocol.parse_envelope(await _replay(engine, view_frame)).kind == protocol.SERVER_ERROR
     await engine.arun(lambda: engine.client.open_table("probe").delete())

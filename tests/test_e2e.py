@@ -92,12 +92,12 @@ async def test_disconnect_frees_the_session(demo_server):
         table = await conn.client.open_table("superstore")
         for _ in range(5):
             await table.view(group_by=["Segment"])
-        assert (await asyncio.to_thread(health, demo_server))["sessions"] == baseline["sessions"] + 1
+        assert (await asyncio.to_thread(health, demo_server))["connections"] == baseline["connections"] + 1
     for _ in range(100):
-        if (await asyncio.to_thread(health, demo_server))["sessions"] == baseline["sessions"]:
+        if (await asyncio.to_thread(health, demo_server))["connections"] == baseline["connections"]:
             break
         await asyncio.sleep(0.05)
-    assert (await asyncio.to_thread(health, demo_server))["sessions"] == baseline["sessions"]
+    assert (await asyncio.to_thread(health, demo_server))["connections"] == baseline["connections"]
 
 
 @pytest.fixture(scope="module")

@@ -74,8 +74,8 @@ async def test_no_update_is_lost_while_other_connections_read(trial):
     """300 updates on the engine thread while two clients read and subscribe on the reader."""
     with override_settings(PERSPECTIVE={"DEFAULT_ACCESS": "public", "HOST_ON_START": False, "RATE_LIMIT": 0}):
         engine = Engine(poll_interval=0.005, concurrent_reads=True)
-        api_engine = api._engine
-        api._engine = lambda: engine
+        api_engine = api.get_engine
+        api.get_engine = lambda: engine
         try:
             await engine.arun(lambda: engine.host("t", [{"k": 0, "v": -1}, {"k": 1, "v": -1}], index="k"))
             async with connected(engine) as a, connected(engine) as b:
@@ -115,5 +115,5 @@ async def test_no_update_is_lost_while_other_connections_read(trial):
                 assert seen == [expected, expected]  # from the reader thread, without a forced poll
                 assert last_seen  # the subscriber was notified through it all
         finally:
-            api._engine = api_engine
+            api.get_engine = api_engine
             engine.shutdown()

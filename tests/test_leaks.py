@@ -75,10 +75,10 @@ async def run_cycles(server: DaphneProcess, count: int) -> None:
 
 
 async def settled(server: DaphneProcess) -> dict:
-    """Wait until every session closed, then probe for views."""
+    """Wait until every connection closed, then probe for views."""
     for _ in range(200):
         state = await asyncio.to_thread(probe, server)
-        if state["free"] and state["sessions"] == 0:
+        if state["free"] and state["connections"] == 0:
             return state
         await asyncio.sleep(0.1)
     return state
@@ -88,14 +88,14 @@ async def test_ten_thousand_cycles_leave_no_views_and_no_memory_behind(demo_db, 
     server = DaphneProcess(tmp_path / "daphne.log", env=demo_db).start()
     try:
         await run_cycles(server, 1000)  # warm up: allocator pools, caches, imports
-        assert await settled(server) == {"free": True, "sessions": 0}
+        assert await settled(server) == {"free": True, "connections": 0}
         baseline = rss_kib(server.proc.pid)
 
         await run_cycles(server, CYCLES)
         state = await settled(server)
         after = rss_kib(server.proc.pid)
         print(f"\nleak: {CYCLES} cycles, RSS {baseline / 1024:.1f} MiB -> {after / 1024:.1f} MiB")
-        assert state == {"free": True, "sessions": 0}
+        assert state == {"free": True, "connections": 0}
         assert after - baseline < 40 * 1024, f"RSS grew by {(after - baseline) / 1024:.1f} MiB"
         # And the server still serves.
         async with websockets.connect(server.ws_url, origin=server.http_url, max_size=None):

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 import django_perspective as dp
 from django_perspective import live
-from django_perspective.tables import registry
+from django_perspective.tables import declared
 from tests.liveapp.models import Order
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -152,13 +152,13 @@ def test_a_declared_live_table_is_registered_and_hosted_on_first_use():
     Order.objects.create(customer="zed", status="open")
     live.live_model_table("declared_orders", Order.objects.filter(status="open"), fields=["customer"], access="public")
     try:
-        assert registry.specs["declared_orders"].access == "public"
+        assert declared.specs["declared_orders"].access == "public"
         assert customers("declared_orders") == {"zed"}
         assert dp.get_table("declared_orders").schema() == {"id": "integer", "customer": "string"}
         Order.objects.create(customer="yan", status="open")
         assert customers("declared_orders") == {"zed", "yan"}
     finally:
-        registry.specs.pop("declared_orders")
+        declared.withdraw("declared_orders")
         live.unfollow("declared_orders")
         dp.delete_table("declared_orders")
 

@@ -8,9 +8,11 @@ import pytest
 import redis
 
 import django_perspective as dp
-from django_perspective import replication
-from django_perspective.replication import Replicator, parse_id
-from django_perspective.tables import TableSpec, registry
+from django_perspective.replication import selection
+from django_perspective.replication.changes import parse_id
+from django_perspective.replication.config import redis_config
+from django_perspective.replication.stream import Replicator
+from django_perspective.tables import TableSpec, declared
 
 from .services import REDIS_URL, redis_prefix
 
@@ -35,7 +37,7 @@ def layer(hosts: list, **config) -> dict:
 def test_replication_follows_the_default_channel_layer(settings, layers, setting, expected):
     settings.CHANNEL_LAYERS = layers
     settings.PERSPECTIVE = {"REPLICATION": setting}
-    assert replication.redis_config() == expected
+    assert redis_config() == expected
 
 
 def test_stream_ids_order_numerically():
@@ -46,12 +48,12 @@ def test_stream_ids_order_numerically():
 def replicated(settings):
     with redis_prefix() as env:
         settings.CHANNEL_LAYERS = layer([REDIS_URL], prefix=env["REDIS_PREFIX"])
-        registry.register(TableSpec(NAME, lambda: {"id": [1, 2], "v": [1.0, 2.0]}, index="id", access="public"))
+        declared.register(TableSpec(NAME, lambda: {"id": [1, 2], "v": [1.0, 2.0]}, index="id", access="public"))
         try:
-            yield redis.Redis.from_url(REDIS_URL), replication.get()
+            yield redis.Redis.from_url(REDIS_URL), selection.active_replicator()
         finally:
-            replication.reset()
-            registry.specs.pop(NAME)
+            selection.reset()
+            declared.withdraw(NAME)
             if NAME in dp.hosted_tables():
                 dp.delete_table(NAME)
 
@@ -81,11 +83,11 @@ def test_a_late_replica_catches_up_from_a_peer_snapshot(replicated):
     client, replicator = replicated
     dp.get_table(NAME)
     dp.update(NAME, [{"id": 4, "v": 4.0}])
-    newcomer = Replicator(*replication.redis_config())
+    newcomer = Replicator(*redis_config())
     try:
         newcomer.follow(NAME)  # no mark: it asks the live replica for a snapshot
         deadline = time.monotonic() + 5
-        while not newcomer.replicas[NAME].live and time.monotonic() < deadline:
+        while not newcomer.replicas[NAME].caught_up and time.monotonic() < deadline:
             time.sleep(0.02)
         snapshot_id = client.hget(replicator.snapshot_key(NAME), "id")
         assert snapshot_id is not None
@@ -107,13 +109,13 @@ def test_a_live_table_catches_up_from_its_database_off_the_engine_thread(replica
     table = live.follow_queryset("repl_live", Order.objects.all(), fields=["id", "customer"])
     try:
         Order.objects.update(customer="bob")  # no signal: the table still says ann
-        source = live.source("repl_live")
+        source = live.live_table("repl_live")
         threads = []
         read = source.records
         source.records = lambda pks=None: threads.append(threading.current_thread().name) or read(pks)
-        replicator.replicas["repl_live"].live = False  # as after a trimmed gap
+        replicator.replicas["repl_live"].caught_up = False  # as after a trimmed gap
         deadline = time.monotonic() + 5
-        while not (threads and replicator.replicas["repl_live"].live) and time.monotonic() < deadline:
+        while not (threads and replicator.replicas["repl_live"].caught_up) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert threads == ["perspective-replication"]
         assert [row["customer"] for row in table.to_records()] == ["bob"]

@@ -29,9 +29,9 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def sessions(server: DaphneProcess) -> int:
+def connections(server: DaphneProcess) -> int:
     with urllib.request.urlopen(server.http_url + "/health/", timeout=10) as response:
-        return json.loads(response.read())["sessions"]
+        return json.loads(response.read())["connections"]
 
 
 async def test_a_client_that_stops_reading_is_closed_and_others_stay_fast(demo_db, tmp_path):
@@ -61,11 +61,11 @@ async def test_a_client_that_stops_reading_is_closed_and_others_stay_fast(demo_d
                 await asyncio.sleep(0.02)
             assert "cannot keep up" in server.log()
             for _ in range(100):  # the server drops the socket after autobahn's close timeout
-                if await asyncio.to_thread(sessions, server) == 1:
+                if await asyncio.to_thread(connections, server) == 1:
                     break
                 peak = max(peak, rss_mb(server.proc.pid))
                 await asyncio.sleep(0.1)
-            assert await asyncio.to_thread(sessions, server) == 1
+            assert await asyncio.to_thread(connections, server) == 1
             for _ in range(20):
                 started = time.monotonic()
                 assert await fast_table.size() == 200_000

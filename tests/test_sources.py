@@ -15,7 +15,7 @@ from django.db import OperationalError, connections, transaction
 from django_perspective import access, publishing, sources, sql
 from django_perspective.engine import Engine
 from django_perspective.models import PublishedTable
-from django_perspective.tables import TableSpec, registry
+from django_perspective.tables import TableSpec, declared
 
 PG_ALIAS = "perspective_pg"
 
@@ -249,9 +249,9 @@ def provided():
         calls.append(1)
         return [{"id": 1, "v": 1.0}, {"id": 2, "v": 2.0}]
 
-    registry.register(TableSpec("provided", loader, index="id", limit=None, access="staff"))
+    declared.register(TableSpec("provided", loader, index="id", limit=None, access="staff"))
     yield calls
-    registry.specs.pop("provided")
+    declared.withdraw("provided")
 
 
 def test_a_provider_row_must_name_a_declared_table_and_keep_its_name(db, provided):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
 
+from django_perspective import presence
 from django_perspective.engine import get_engine
-from django_perspective.tables import registry
+from django_perspective.tables import declared
 
 
 def views_free(request: HttpRequest, name: str) -> JsonResponse:
@@ -18,10 +19,10 @@ def views_free(request: HttpRequest, name: str) -> JsonResponse:
     def probe() -> bool:
         with engine.exclusive():  # no listing may see the table missing in between
             try:
-                engine.client.open_table(name).delete()
+                engine.open_table(name).delete()
             except Exception:  # Perspective's "Cannot delete table with views"
                 return False
-            registry.host(engine, name)
+            declared.host(engine, name)
             return True
 
-    return JsonResponse({"free": engine.run(probe), "sessions": engine.sessions})
+    return JsonResponse({"free": engine.run(probe), "connections": presence.count()})

@@ -35,7 +35,7 @@ class Command(BaseCommand):
         parser.add_argument("--name", help="Table name (default: from the file or model name).")
         parser.add_argument("--title", default="")
         parser.add_argument(
-            "--access", default="staff", choices=[value for value, _ in PublishedTable.ACCESS], help="Who may read it."
+            "--access", default="staff", choices=[value for value, _ in PublishedTable.ACCESS_CHOICES], help="Who may read it."
         )
         parser.add_argument("--group", help="Group name, for --access group.")
         parser.add_argument("--permission", default="", help='"app_label.codename", for --access permission.')

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand
 from django.utils.text import Truncator
 
 from ...models import PublishedTable
-from ...tables import registry
+from ...tables import declared
 from ._output import table
 
 
@@ -38,7 +38,7 @@ class Command(BaseCommand):
                     Truncator(obj.last_error).chars(60),
                 )
             )
-        for name, spec in sorted(registry.specs.items()):
+        for name, spec in sorted(declared.specs.items()):
             if name not in owned:  # a provider row above describes the others
                 rows.append((name, "code", "yes", _policy(spec.access), "-", "on start", Truncator(spec.error).chars(60)))
         if not rows:
