@@ -12,6 +12,7 @@ worker, a management command) they only publish.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -152,8 +153,9 @@ def host_table(
     ``expressions``: what its viewers may compute (see expressions.py).
     """
     declare(name, access, editable, expressions)
+    payload = encode(data)  # checked on this thread; the engine thread only hosts it
     engine = get_engine()
-    engine.run(lambda: engine.host(name, data, index=index, limit=limit, replace=replace))
+    engine.run(lambda: engine.host(name, payload, index=index, limit=limit, replace=replace))
     return HostedTable(name)
 
 
@@ -169,8 +171,9 @@ async def ahost_table(
     expressions: ExpressionPolicy = "safe",
 ) -> HostedTable:
     declare(name, access, editable, expressions)
+    payload = await asyncio.to_thread(encode, data)  # a large payload is checked off the event loop
     engine = get_engine()
-    await engine.arun(lambda: engine.host(name, data, index=index, limit=limit, replace=replace))
+    await engine.arun(lambda: engine.host(name, payload, index=index, limit=limit, replace=replace))
     return HostedTable(name)
 
 

@@ -1,10 +1,22 @@
-"""Turn Python rows into something Perspective loads with the right column types.
+"""Turn what code hands us into what Perspective loads: the one place every load passes through.
 
-Perspective's Python binding serialises lists and dicts with plain ``json.dumps``, which
-fails on ``date``, ``datetime``, ``Decimal`` and ``UUID`` - the types Django models are made
-of. Encoding them ourselves as ISO strings lets Perspective infer ``date`` and
-``datetime`` columns (or parse them into an existing schema) and keeps partial-row updates
-partial. Everything else (Arrow bytes, CSV text, DataFrames) passes through untouched.
+Every table creation, ``replace`` and ``update`` - files, SQL, models, code-defined tables,
+the Python API, replication - calls ``encode`` (``Engine.host`` does for whatever reaches it
+unencoded), so checks made here hold for every path:
+
+- Arrow (IPC bytes, pyarrow tables, batches and readers, polars and pandas DataFrames, any
+  object with ``__arrow_c_stream__``) is validated and rewritten in types the engine takes
+  (``arrow.py``); what it cannot take is refused with ``LoadError`` naming the column.
+- Python rows and columns become JSON: Perspective's binding serialises them with plain
+  ``json.dumps``, which fails on ``date``, ``datetime``, ``Decimal`` and ``UUID`` - the types
+  Django models are made of. Encoding them ourselves as ISO strings lets Perspective infer
+  ``date`` and ``datetime`` columns (or parse them into an existing schema) and keeps
+  partial-row updates partial. A list or dict in a cell becomes JSON text (Perspective would
+  spread a list over extra rows and a dict over extra columns).
+- CSV text goes to Perspective's own parser; a ``{"column": "type"}`` mapping is a schema.
+
+``encode`` may run on any thread: callers run it before they hand the result to the engine
+thread, so a large payload is checked without holding up other clients.
 """
 
 from __future__ import annotations
@@ -12,13 +24,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Mapping
+from itertools import chain
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+_NESTED = (list, tuple, set, frozenset, dict)
+
 
 class Encoded(NamedTuple):
-    """Rows already encoded (on the caller's thread, so the engine thread does not pay for it)."""
+    """What ``Client.table`` / ``Table.update`` take: the payload and its Perspective ``format``.
+
+    Encoding again passes it through, so callers encode on their own thread and the engine
+    thread does not pay for it.
+    """
 
     payload: Any
     format: str | None
@@ -35,19 +54,44 @@ def _default(value: Any) -> Any:
         return float(value)
     if isinstance(value, uuid.UUID):
         return str(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
     raise TypeError(f"Perspective cannot store a {type(value).__name__}: {value!r}")
 
 
-def encode(data: Any) -> tuple[Any, str | None]:
-    """Return ``(input, format)`` for ``Client.table`` / ``Table.update``."""
+def _cell(value: Any) -> Any:
+    """A nested value as JSON text, one cell; anything else as it is."""
+    if isinstance(value, _NESTED):
+        return json.dumps(value, default=_default, ensure_ascii=False)
+    return value
+
+
+def _nested(values: Iterable[Any]) -> bool:
+    """Whether any value is nested: the distinct types are collected first, at C speed."""
+    return any(issubclass(kind, _NESTED) for kind in set(map(type, values)))
+
+
+def _records(rows: list[Any]) -> list[Any]:
+    if not _nested(chain.from_iterable(row.values() for row in rows if isinstance(row, Mapping))):
+        return rows
+    return [{key: _cell(value) for key, value in row.items()} if isinstance(row, Mapping) else row for row in rows]
+
+
+def encode(data: Any) -> Encoded:
+    """``Encoded(payload, format)`` for ``Client.table`` / ``Table.update``; raises ``LoadError`` or ``TypeError``."""
     if isinstance(data, Encoded):
-        return data.payload, data.format
+        return data
     if isinstance(data, Mapping) and all(isinstance(v, str) for v in data.values()):
-        return dict(data), None  # a schema: {"column": "type"}
+        return Encoded(dict(data), None)  # a schema: {"column": "type"}
     if isinstance(data, Mapping):
-        return json.dumps({str(k): list(v) for k, v in data.items()}, default=_default), "columns"
+        columns = {str(k): [_cell(value) for value in v] if _nested(v) else list(v) for k, v in data.items()}
+        return Encoded(json.dumps(columns, default=_default), "columns")
     if isinstance(data, (list, tuple)):
-        return json.dumps(list(data), default=_default), "json"
-    return data, None
+        return Encoded(json.dumps(_records(list(data)), default=_default), "json")
+    if isinstance(data, str):
+        return Encoded(data, None)
+    from . import arrow
+
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return Encoded(arrow.from_ipc(data), None)
+    return Encoded(arrow.from_object(data), None)

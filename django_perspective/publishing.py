@@ -33,7 +33,9 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from . import live, sources
+from .data import encode
 from .engine import Engine, TableNotFound, get_engine
+from .errors import LoadError
 from .models import PublishedTable
 from .tables import declared
 
@@ -46,6 +48,8 @@ logger = logging.getLogger("django_perspective.publishing")
 def _message(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return " ".join(exc.messages)
+    if isinstance(exc, LoadError):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -56,10 +60,11 @@ def host(obj: PublishedTable, engine: Engine) -> tuple[int, dict[str, str]]:
     if obj.source != PublishedTable.SOURCE_PROVIDER:  # a code-declared live table follows on its own
         _unfollow(obj.name)  # live unticked or the source changed: the rows load once, as they are now
     data, index = sources.load(obj)
+    payload = encode(data)  # checked here, on the caller's thread; the engine thread only hosts it
     limit = sources.limit(obj)
 
     def replace() -> tuple[int, dict[str, str]]:
-        table = engine.host(obj.name, data, index=index, limit=limit, replace=True)
+        table = engine.host(obj.name, payload, index=index, limit=limit, replace=True)
         engine.flush()  # a replace is applied at the next poll; count what is hosted
         return table.size(), table.schema()
 

@@ -30,12 +30,11 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from .errors import field_error
+
 BATCH_ROWS = 10_000
 READ_ONLY_VENDORS = ("postgresql", "sqlite")
 
-
-def _error(message: str, field: str = "sql") -> ValidationError:
-    return ValidationError(message, code=field)
 
 
 def statement(sql: str) -> str:
@@ -46,23 +45,23 @@ def statement(sql: str) -> str:
     ]
     parsed = [(kind, text) for kind, text in parsed if text]
     if not parsed:
-        raise _error("Enter a SELECT query.")
+        raise field_error("Enter a SELECT query.", "sql")
     if len(parsed) > 1:
-        raise _error("Enter one statement only: the query may not contain several statements separated by ;.")
+        raise field_error("Enter one statement only: the query may not contain several statements separated by ;.", "sql")
     kind, text = parsed[0]
     if kind != "SELECT":
         found = text.split(None, 1)[0].upper()
-        raise _error(f"Only a SELECT query (or WITH ... SELECT) can be published; this one is a {found} statement.")
+        raise field_error(f"Only a SELECT query (or WITH ... SELECT) can be published; this one is a {found} statement.", "sql")
     return text
 
 
 def connection_for(alias: str) -> BaseDatabaseWrapper:
     """The connection of ``alias``, refusing aliases that are unknown or cannot be read-only."""
     if alias not in connections:
-        raise _error(f'There is no database "{alias}"; configured: {", ".join(connections)}.', "database")
+        raise field_error(f'There is no database "{alias}"; configured: {", ".join(connections)}.', "database")
     connection = connections[alias]
     if connection.vendor not in READ_ONLY_VENDORS:
-        raise _error(
+        raise field_error(
             f'The database "{alias}" is {connection.display_name}: SQL sources need PostgreSQL or SQLite, '
             "where the query runs in a read-only transaction.",
             "database",
@@ -103,14 +102,14 @@ def _cursor(alias: str) -> Iterator[Any]:
 
 def _failed(exc: Exception) -> ValidationError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return _error(f"The query failed: {first}")
+    return field_error(f"The query failed: {first}", "sql")
 
 
 def _columns(description: Sequence[Any]) -> list[str]:
     names = [column[0] for column in description]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise _error(f"The query returns several columns named {', '.join(repeated)}; name them apart with AS.")
+        raise field_error(f"The query returns several columns named {', '.join(repeated)}; name them apart with AS.", "sql")
     return names
 
 

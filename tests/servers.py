@@ -6,6 +6,9 @@ them to this repository: the example project's ASGI app, ``tests.settings``, run
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +44,30 @@ def migrate(env: dict[str, str], settings: str = SETTINGS) -> None:
 def make_user(env: dict[str, str], username: str, *, settings: str = SETTINGS, **options: Any) -> str:
     """Create a user in the server's database and return a session cookie value for it."""
     return testing.make_user(env, username, settings=settings, cwd=ROOT, **options)
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """``manage.py *args`` in a process of its own, on the database and media ``env`` names."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def django_script(env: dict[str, str], body: str, stdin: str = "") -> str:
+    """Run ``body`` after ``django.setup()`` in a process of its own; its last line of output."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()\n" + body],
+        input=stdin,
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""

@@ -9,9 +9,14 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+import io
+
+import pyarrow as pa
+
 from django_perspective import publishing
-from django_perspective.engine import Engine
 from django_perspective.models import PublishedTable
+
+from .loading import CheckedEngine, arrow_file
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the load runs when the admin's transaction commits
 
@@ -28,7 +33,7 @@ def media(settings, tmp_path):
 
 @pytest.fixture
 def engine(monkeypatch):
-    engine = Engine(poll_interval=0.0)
+    engine = CheckedEngine(poll_interval=0.0)
     monkeypatch.setattr(publishing, "get_engine", lambda: engine)
     yield engine
     engine.shutdown()
@@ -61,6 +66,25 @@ def form(**fields) -> dict:
     return {key: value for key, value in data.items() if value is not None}
 
 
+def parquet_bytes(columns: dict) -> bytes:
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(pa.table(columns), sink)
+    return sink.getvalue()
+
+
+def damaged_parquet() -> bytes:
+    """A Parquet file whose footer reads but whose middle is zeros: the damage shows at the second block."""
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"id": range(100_000), "city": [str(i) for i in range(100_000)]}), sink, row_group_size=10_000)
+    data = bytearray(sink.getvalue())
+    data[len(data) // 2 : len(data) // 2 + 2000] = bytes(2000)
+    return bytes(data)
+
+
 def texts(response) -> list[str]:
     return [str(message) for message in response.context["messages"]]
 
@@ -90,6 +114,26 @@ def test_uploading_a_csv_publishes_and_hosts_it(admin_client, engine):
         (SimpleUploadedFile("orders.csv", b"id,city\n1,Paris\n2,Lyon,extra\n"), "Rows of the CSV file have different numbers of columns"),
         (SimpleUploadedFile("orders.xlsx", b"PK\x03\x04"), "is not a supported file: use .csv"),
         (SimpleUploadedFile("orders.csv", "id,city\n1,caf\xe9\n".encode("latin-1")), "The file is not UTF-8 text"),
+        (
+            SimpleUploadedFile("orders.csv", b"id,id,amount\n1,2,3.5\n"),
+            "The file has several columns named &quot;id&quot;; give each column a name of its own.",
+        ),
+        (SimpleUploadedFile("orders.csv", bytes(range(256)) * 64), "The file is not text: it holds binary data."),
+        (SimpleUploadedFile("orders.csv", b"PK\x03\x04\x14\x00\x06\x00"), "it is a zip archive (an Excel .xlsx workbook is one)"),
+        (SimpleUploadedFile("orders.csv", "id,city\n1,Paris\n".encode("utf-16")), "The file is UTF-16 text"),
+        (
+            SimpleUploadedFile("orders.csv", b"id,city\n1,Paris\n\n2,Lyon,extra\n3,Nice\n"),
+            "line 4 has 3 values where the header has 2 (2,Lyon,extra).",
+        ),
+        (
+            SimpleUploadedFile("orders.arrow", arrow_file({"id": [1], "span": pa.array([(1, 2, 3)], pa.month_day_nano_interval())})),
+            "Column &quot;span&quot; is of type month_day_nano_interval, which Perspective cannot load",
+        ),
+        (
+            SimpleUploadedFile("orders.parquet", parquet_bytes({"id": [1], "big": pa.array([2**64 - 1], pa.uint64())})),
+            "Column &quot;big&quot; holds integers above 9,223,372,036,854,775,807",
+        ),
+        (SimpleUploadedFile("orders.parquet", damaged_parquet()), "The file could not be read: "),
     ],
 )
 def test_a_bad_upload_says_why_and_saves_nothing(admin_client, engine, media, upload, message):
@@ -100,6 +144,45 @@ def test_a_bad_upload_says_why_and_saves_nothing(admin_client, engine, media, up
     assert not PublishedTable.objects.exists()
     assert not media.exists() or not any(path.is_file() for path in media.rglob("*"))
     assert "orders" not in hosted(engine)
+
+
+def test_a_dictionary_of_int64_arrow_file_publishes_with_its_values_read_once(admin_client, engine, monkeypatch):
+    from django_perspective import files
+
+    reads = []
+    read = files.read
+    monkeypatch.setattr(files, "read", lambda *args: reads.append(args[0]) or read(*args))
+    codes = arrow_file({"id": [1, 2, 3], "code": pa.array([7, 8, 7]).dictionary_encode()})
+    response = admin_client.post(ADD, form(file=SimpleUploadedFile("codes.arrow", codes)), follow=True)
+    assert reads == ["arrow"]  # checked whole on the form, hosted from that after the commit
+    assert '"orders": published, 3 rows.' in texts(response)
+    assert PublishedTable.objects.get(name="orders").schema == {"id": "integer", "code": "integer"}
+    assert engine.run(lambda: engine.client.open_table("orders").view().to_columns()) == {"id": [1, 2, 3], "code": [7, 8, 7]}
+
+
+def test_a_bad_row_deep_in_a_large_csv_is_refused_on_the_form_with_its_line(admin_client, engine, media):
+    body = b"".join(b"%d,city-%d\n" % (i, i) for i in range(200_000))
+    upload = SimpleUploadedFile("orders.csv", b"id,city\n" + body + b"200000,Metz,extra\n")
+    response = admin_client.post(ADD, form(file=upload))
+    assert response.context["adminform"].form.errors["file"] == [
+        "Rows of the CSV file have different numbers of columns: line 200002 has 3 values where the header has 2 "
+        "(200000,Metz,extra)."
+    ]
+    assert not PublishedTable.objects.exists()
+    assert not media.exists() or not any(path.is_file() for path in media.rglob("*"))
+
+
+def test_a_bad_replacement_file_is_refused_and_the_published_version_stays(admin_client, engine, media):
+    admin_client.post(ADD, form(file=SimpleUploadedFile("orders.csv", CSV)))
+    obj = PublishedTable.objects.get(name="orders")
+    change = reverse("admin:django_perspective_publishedtable_change", args=[obj.pk])
+    response = admin_client.post(change, form(file=SimpleUploadedFile("new.csv", b"id,id\n1,2\n")))
+    assert response.context["adminform"].form.errors["file"] == [
+        'The file has several columns named "id"; give each column a name of its own.'
+    ]
+    assert PublishedTable.objects.get(pk=obj.pk).file.name == obj.file.name
+    assert sorted(path.name for path in media.rglob("*") if path.is_file()) == ["orders.csv"]
+    assert engine.run(lambda: engine.client.open_table("orders").size()) == 3
 
 
 def test_an_unknown_index_column_is_named_beside_its_field(admin_client, engine):

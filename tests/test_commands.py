@@ -11,10 +11,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
+import pyarrow as pa
+
 from django_perspective import publishing
-from django_perspective.engine import Engine
 from django_perspective.models import PublishedTable
 
+from .loading import CheckedEngine, arrow_file
 from .servers import ROOT
 
 pytestmark = pytest.mark.django_db
@@ -30,7 +32,7 @@ def media(settings, tmp_path):
 
 @pytest.fixture(autouse=True)
 def engine(monkeypatch):
-    engine = Engine(poll_interval=0.0)
+    engine = CheckedEngine(poll_interval=0.0)
     monkeypatch.setattr(publishing, "get_engine", lambda: engine)
     yield engine
     engine.shutdown()
@@ -59,17 +61,47 @@ def test_publish_a_file_copies_it_hosts_it_and_saves_the_row(tmp_path, media, en
     assert engine.run(lambda: engine.client.open_table("orders_2024").size()) == 3
 
 
-def test_a_bad_file_fails_with_the_admins_message_and_leaves_nothing(tmp_path, media, engine):
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            b"id,city\n1,Paris\n2,Lyon,extra\n",
+            "file: Rows of the CSV file have different numbers of columns: line 3 has 3 values where the header has 2 "
+            "(2,Lyon,extra).",
+        ),
+        (b"id,id,amount\n1,2,3.5\n", 'file: The file has several columns named "id"; give each column a name of its own.'),
+        (bytes(range(256)) * 64, "file: The file is not text: it holds binary data. Upload a CSV file saved as UTF-8 text."),
+    ],
+)
+def test_a_bad_file_fails_with_the_admins_message_and_is_never_stored(tmp_path, media, engine, content, message):
     source = tmp_path / "orders.csv"
-    source.write_bytes(b"id,city\n1,Paris\n2,Lyon,extra\n")
+    source.write_bytes(content)
     with pytest.raises(CommandError) as caught:
         run("perspective_publish", str(source))
-    assert str(caught.value) == (
-        "orders: not published: file: Rows of the CSV file have different numbers of columns "
-        "(Expected 2 columns, got 3: 2,Lyon,extra)."
-    )
+    assert str(caught.value) == f"orders: not published: {message}"
     assert not PublishedTable.objects.exists() and stored(media) == []
     assert "orders" not in engine.run(engine.client.get_hosted_table_names)
+
+
+def test_a_dictionary_of_int64_arrow_file_publishes_with_its_values(tmp_path, media, engine):
+    source = tmp_path / "codes.feather"
+    source.write_bytes(arrow_file({"id": [1, 2, 3], "code": pa.array([7, 8, 7]).dictionary_encode()}))
+    out, _ = run("perspective_publish", str(source), "--index", "id")
+    assert out.startswith("codes: published, 3 rows.")
+    assert PublishedTable.objects.get(name="codes").schema == {"id": "integer", "code": "integer"}
+    assert engine.run(lambda: engine.client.open_table("codes").view().to_columns()["code"]) == [7, 8, 7]
+    assert stored(media) == ["codes.feather"]
+
+
+def test_a_file_the_engine_refuses_is_never_stored(tmp_path, media, engine):
+    # "orders" is hosted without an index and a view is open: it cannot be re-created with one.
+    view = engine.run(lambda: engine.host("orders", CSV.decode()).view())
+    source = tmp_path / "orders.csv"
+    source.write_bytes(CSV)
+    with pytest.raises(CommandError, match="orders: not published: PyPerspectiveError: .*Cannot delete table with views"):
+        run("perspective_publish", str(source), "--index", "id")
+    assert not PublishedTable.objects.exists() and stored(media) == []
+    engine.run(view.delete)
 
 
 def test_an_existing_name_needs_replace(tmp_path, media):

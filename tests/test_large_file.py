@@ -28,7 +28,7 @@ def status(key):
 def load(name):
     obj = PublishedTable(name="t", source="file")
     obj.file.name = name
-    return FileSource().load(obj)[0]
+    return FileSource().load(obj)[0].payload
 
 load("small.csv")  # pyarrow's pools and threads exist before the baseline
 with open("/proc/self/clear_refs", "w") as fh:

@@ -18,8 +18,11 @@ PACKAGE = "django_perspective"
 ROOT = Path(django_perspective.__file__).resolve().parent
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    # Foundations: settings, row encoding, the wire format, small helpers. Nothing of ours.
-    ("conf", "data", "protocol", "backpressure", "finders", "client", "sql", "presence", "expressions"),
+    # Errors about data, then Arrow made loadable: below everything that loads data.
+    ("errors",),
+    ("arrow",),
+    # Foundations: settings, row encoding, the wire format, file and SQL readers, small helpers.
+    ("conf", "data", "protocol", "backpressure", "finders", "client", "files", "sql", "presence", "expressions"),
     # The request schema (every request type, field by field), then what the engine holds.
     ("schema",),
     ("catalog",),

@@ -15,6 +15,7 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 
+from django_perspective.data import Encoded
 from django_perspective import publishing, sources
 from django_perspective.engine import Engine
 from django_perspective.models import PublishedTable
@@ -57,8 +58,8 @@ def table_from(filename: str, content: bytes, **fields) -> PublishedTable:
     return obj
 
 
-def rows_of(data: bytes) -> list[dict]:
-    return pa.ipc.open_stream(data).read_all().to_pylist()
+def rows_of(data: Encoded) -> list[dict]:
+    return pa.ipc.open_stream(data.payload).read_all().to_pylist()
 
 
 @pytest.mark.parametrize(
@@ -88,7 +89,7 @@ def test_every_format_loads_to_arrow_with_its_rows(filename, content):
             "data.csv",
             b"a,b\n1,2\n3,4,5\n",
             "file",
-            "Rows of the CSV file have different numbers of columns (Expected 2 columns, got 3: 3,4,5).",
+            "Rows of the CSV file have different numbers of columns: line 3 has 3 values where the header has 2 (3,4,5).",
         ),
         (
             "data.csv",
@@ -173,7 +174,7 @@ def test_publish_reload_failure_keeps_previous_version_then_unpublish(engine):
     obj.file.save("d2.csv", ContentFile(b"id,city,amount\n1,Paris,2.5\n2,Lyon\n"), save=False)
     assert not publishing.reload(obj, engine)
     obj.refresh_from_db()
-    assert obj.last_error == "Rows of the CSV file have different numbers of columns (Expected 3 columns, got 2: 2,Lyon)."
+    assert obj.last_error == "Rows of the CSV file have different numbers of columns: line 3 has 2 values where the header has 3 (2,Lyon)."
     assert obj.row_count == 3  # the status of the version still hosted
     assert engine.run(lambda: engine.client.open_table("t").size()) == 3
 

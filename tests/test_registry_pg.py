@@ -8,10 +8,7 @@ the server's own admin over HTTP is served at once, then refused once unpublishe
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,7 +18,7 @@ from collections.abc import Iterator
 import perspective
 import pytest
 
-from .servers import ROOT, DaphneProcess, connect, make_user
+from .servers import DaphneProcess, connect, django_script, make_user, manage
 from .services import postgres_database
 
 pytestmark = pytest.mark.e2e
@@ -34,30 +31,6 @@ def pg_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     """Environment for processes sharing a new PostgreSQL database and media directory."""
     with postgres_database("tests.settings") as env:
         yield {**env, "DJANGO_MEDIA_ROOT": str(tmp_path_factory.mktemp("pg-media"))}
-
-
-def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def django_script(env: dict[str, str], body: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()\n" + body],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
 
 async def table_rows(server: DaphneProcess, name: str) -> list[dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+from ..data import Encoded
 from ..engine import Engine, TableNotFound
 from .changes import REMOVE, REPLACE, UPDATE
 
@@ -33,9 +34,9 @@ def apply_entries(engine: Engine, name: str, entries: Entries) -> None:
             logger.exception("replication: could not apply a change to %r", name)
 
 
-def load_snapshot(engine: Engine, name: str, arrow: bytes) -> None:
-    """Replace ``name``'s rows with a peer's snapshot (engine thread)."""
-    engine.open_table(name).replace(arrow)
+def load_snapshot(engine: Engine, name: str, snapshot: Encoded) -> None:
+    """Replace ``name``'s rows with a peer's snapshot, already checked by ``encode`` (engine thread)."""
+    engine.open_table(name).replace(snapshot.payload, format=snapshot.format)
 
 
 def take_snapshot(engine: Engine, name: str) -> bytes:

@@ -20,6 +20,7 @@ from typing import Any
 from django.db import connections
 
 from .. import conf
+from ..data import encode
 from ..engine import current_engine, get_engine
 from .apply import Entries, apply_entries, load_snapshot, take_snapshot
 from .changes import SNAPSHOT_REQUEST, EntryId, format_id, parse_id
@@ -237,7 +238,8 @@ class Replicator:
         if snapshot_id is not None and parse_id(snapshot_id) >= replica.request:
             snapshot_id, arrow = self.redis.hmget(key, ["id", "arrow"])
             engine = get_engine()
-            engine.run(load_snapshot, engine, replica.name, arrow)
+            snapshot = encode(arrow)  # a peer's Arrow is checked like every other load, off the engine thread
+            engine.run(load_snapshot, engine, replica.name, snapshot)
             self._mark_caught_up(replica, parse_id(snapshot_id), now)
             logger.info("replication: %r caught up from a snapshot", replica.name)
         elif self.redis.exists(self._snapshot_lock(replica.name, replica.request)):

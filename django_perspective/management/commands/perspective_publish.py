@@ -1,9 +1,9 @@
 """Publish a file or a model as a registry table from the command line.
 
 The source is validated and loaded into this process's engine first, so a bad file fails
-here with the same message the admin would show and nothing is saved. Then the row is
-saved published. Running servers are other processes: they host the new table when they
-restart.
+here with the same message the admin would show, nothing is saved and nothing is copied
+into storage. Then the row is saved published (which stores the file). Running servers are
+other processes: they host the new table when they restart.
 """
 
 from __future__ import annotations
@@ -59,13 +59,17 @@ class Command(BaseCommand):
             return
         source = Path(path)
         obj.source = PublishedTable.SOURCE_FILE
+        previous = obj.file.name
         with source.open("rb") as fh:
-            obj.file.save(source.name, File(fh), save=False)
-        try:
-            self._publish(obj)
-        except CommandError:
-            obj.file.delete(save=False)  # the copy of a file that was refused
-            raise
+            # Checked and hosted from the local file; the row's save copies it into storage,
+            # so a file that does not load leaves nothing behind.
+            obj.file = File(fh, name=source.name)
+            try:
+                self._publish(obj)
+            except BaseException:
+                if obj.file._committed and obj.file.name != previous:  # stored, then the save failed
+                    obj.file.delete(save=False)
+                raise
 
     def _row(self, name: str, replace: bool) -> PublishedTable:
         existing = PublishedTable.objects.filter(name=name).first()
