@@ -132,7 +132,8 @@ def _csv_error(fh: Any, exc: Exception) -> ValidationError:
         return _not_utf8("CSV")
     if "Expected" in text and "columns" in text:
         return _ragged(fh, exc)
-    return field_error(f"The CSV file could not be read: {text.splitlines()[0] if text else type(exc).__name__}.", "file")
+    detail = text.splitlines()[0] if text else type(exc).__name__
+    return field_error(f"The CSV file could not be read: {detail}.", "file")
 
 
 def _csv(fh: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
@@ -212,7 +213,8 @@ def _json(fh: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
                 raise field_error("The JSON columns have different lengths.", "file")
             table = pa.Table.from_pydict(value)
         else:
-            raise field_error('JSON must be a list of records [{"a": 1}, ...] or an object of columns {"a": [1, ...]}.', "file")
+            message = 'JSON must be a list of records [{"a": 1}, ...] or an object of columns {"a": [1, ...]}.'
+            raise field_error(message, "file")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise field_error(f"A JSON column mixes types: {exc}.", "file") from None
     if table.num_columns == 0:

@@ -106,12 +106,14 @@ class ModelSource(Source):
         try:
             model = apps.get_model(published.model)
         except (LookupError, ValueError):
-            raise field_error(f'"{published.model}" is not an installed model; use "app_label.Model".', "model") from None
+            message = f'"{published.model}" is not an installed model; use "app_label.Model".'
+            raise field_error(message, "model") from None
         concrete = [f.attname for f in model._meta.concrete_fields]
         fields = published.field_list() or concrete
         unknown = [name for name in fields if name not in concrete and name not in {f.name for f in model._meta.concrete_fields}]
         if unknown:
-            raise field_error(f"{model._meta.label} has no field {', '.join(unknown)}; fields: {', '.join(concrete)}.", "fields")
+            message = f"{model._meta.label} has no field {', '.join(unknown)}; fields: {', '.join(concrete)}."
+            raise field_error(message, "fields")
         index = published.index_column or model._meta.pk.attname
         if index not in fields:
             if published.index_column:
@@ -142,13 +144,15 @@ class ModelSource(Source):
         if lookups in (None, "", {}):
             return queryset
         if not isinstance(lookups, dict):
-            raise field_error('The filter must be an object of field lookups, e.g. {"status": "open", "amount__gte": 10}.', "filter")
+            message = 'The filter must be an object of field lookups, e.g. {"status": "open", "amount__gte": 10}.'
+            raise field_error(message, "filter")
         for lookup, value in lookups.items():
             try:
                 queryset.filter(**{lookup: value})
             except (FieldError, ValidationError, ValueError, TypeError) as exc:
                 detail = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-                raise field_error(f'The filter "{lookup}" does not apply to {model._meta.label}: {detail}', "filter") from None
+                message = f'The filter "{lookup}" does not apply to {model._meta.label}: {detail}'
+                raise field_error(message, "filter") from None
         return queryset.filter(**lookups)
 
     def check(self, published: PublishedTable) -> None:
@@ -213,7 +217,8 @@ class ProviderSource(Source):
         self._spec(published)
         for field, value in (("fields", published.fields), ("index_column", published.index_column), ("row_limit", published.row_limit)):
             if value not in ("", None):
-                raise field_error("A table defined in code keeps the columns, index and limit its code declares; leave this blank.", field)
+                message = "A table defined in code keeps the columns, index and limit its code declares; leave this blank."
+                raise field_error(message, field)
 
     def load(self, published: PublishedTable) -> tuple[Any, str | None]:
         spec = self._spec(published)

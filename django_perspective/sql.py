@@ -47,11 +47,13 @@ def statement(sql: str) -> str:
     if not parsed:
         raise field_error("Enter a SELECT query.", "sql")
     if len(parsed) > 1:
-        raise field_error("Enter one statement only: the query may not contain several statements separated by ;.", "sql")
+        message = "Enter one statement only: the query may not contain several statements separated by ;."
+        raise field_error(message, "sql")
     kind, text = parsed[0]
     if kind != "SELECT":
         found = text.split(None, 1)[0].upper()
-        raise field_error(f"Only a SELECT query (or WITH ... SELECT) can be published; this one is a {found} statement.", "sql")
+        message = f"Only a SELECT query (or WITH ... SELECT) can be published; this one is a {found} statement."
+        raise field_error(message, "sql")
     return text
 
 
@@ -109,7 +111,8 @@ def _columns(description: Sequence[Any]) -> list[str]:
     names = [column[0] for column in description]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise field_error(f"The query returns several columns named {', '.join(repeated)}; name them apart with AS.", "sql")
+        message = f"The query returns several columns named {', '.join(repeated)}; name them apart with AS."
+        raise field_error(message, "sql")
     return names
 
 
