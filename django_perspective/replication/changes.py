@@ -22,21 +22,11 @@ def format_id(value: EntryId) -> str:
 
 
 def serialize(data: Any) -> tuple[bytes | str, str]:
-    """A change's payload and Perspective format name ("" lets Perspective detect Arrow/CSV)."""
+    """A change's payload and Perspective format name ("" lets Perspective detect Arrow/CSV).
+
+    ``encode`` turns Arrow of every kind (pyarrow, polars, pandas) into checked IPC bytes.
+    """
     payload, fmt = encode(data)
     if isinstance(payload, (bytes, str)):
         return payload, fmt or ""
-    if hasattr(payload, "to_arrow"):  # polars
-        payload = payload.to_arrow()
-    elif hasattr(payload, "to_records"):  # pandas
-        import pyarrow as pa
-
-        payload = pa.Table.from_pandas(payload, preserve_index=False)
-    if hasattr(payload, "schema") and hasattr(payload, "to_batches"):
-        import pyarrow as pa
-
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, payload.schema) as writer:
-            writer.write_table(payload)
-        return sink.getvalue().to_pybytes(), ""
     raise TypeError(f"a replicated change cannot carry a {type(payload).__name__}")
