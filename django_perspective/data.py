@@ -72,7 +72,11 @@ def _nested(values: Iterable[Any]) -> bool:
 
 
 def _records(rows: list[Any]) -> list[Any]:
-    if not _nested(chain.from_iterable(row.values() for row in rows if isinstance(row, Mapping))):
+    if set(map(type, rows)) <= {dict}:  # the usual case, scanned without a Python loop
+        values = chain.from_iterable(map(dict.values, rows))
+    else:
+        values = chain.from_iterable(row.values() for row in rows if isinstance(row, Mapping))
+    if not _nested(values):
         return rows
     return [{key: _cell(value) for key, value in row.items()} if isinstance(row, Mapping) else row for row in rows]
 
