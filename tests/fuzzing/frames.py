@@ -79,6 +79,7 @@ class World:
     foreign_views: tuple[str, ...]  # ids another connection holds
     gone_views: tuple[str, ...]  # ids made and deleted before
     payloads: tuple[bytes, ...] = ()  # data for update/replace/make_table: Arrow, CSV, JSON
+    expressions: dict[str, Any] = field(default_factory=dict)  # table -> its expressions policy
     union: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -184,6 +185,7 @@ def envelope(kind: Kind, entity: str, body: dict[str, Any]) -> Node:
 
 def weighted(*options: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
     """``one_of`` with weights: the first options are the likely ones."""
+    options = tuple((weight, strategy) for weight, strategy in options if weight)
     total = sum(weight for weight, _ in options)
 
     @st.composite
@@ -255,8 +257,12 @@ class FrameStrategies:
     @_memo
     def view_id(self) -> st.SearchStrategy[str]:
         world = self.world
+        # Examples make their views under the first ids (``make_view``): naming those finds
+        # a live view more often than not.
         return weighted(
-            (8, st.sampled_from(world.own_views)),
+            (8, st.just(world.own_views[0])),
+            (4, st.sampled_from(world.own_views[:3])),
+            (2, st.sampled_from(world.own_views)),
             (1, st.sampled_from(world.foreign_views)),
             (1, st.sampled_from(world.gone_views)),
             (1, st.one_of(texts(), st.sampled_from(sorted(world.tables)))),
@@ -289,6 +295,9 @@ class FrameStrategies:
         values = {number: self.value(message, spec, table) for number, spec in message.fields.items()}
         groups = [st.sampled_from((0, *sorted(group))) for group in message.oneofs]
         order = sorted(message.fields.items())
+        # A field the guard gives a meaning is there most of the time, others half the time.
+        likely = weighted((7, st.just(True)), (1, st.just(False)))
+        present = {number: likely if _hint_for(message, spec) else st.booleans() for number, spec in order}
 
         @st.composite
         def draw_body(draw: st.DrawFn) -> dict[str, Any]:
@@ -298,7 +307,7 @@ class FrameStrategies:
                 if number in message.in_oneof:
                     if number not in chosen:
                         continue
-                elif not draw(st.booleans()):
+                elif not draw(present[number]):
                     continue
                 out[spec.name] = draw(values[number])
             return out
@@ -307,7 +316,7 @@ class FrameStrategies:
 
     def value(self, message: Message, spec: Field, table: str | None) -> st.SearchStrategy[Any]:
         """A whole field's value: a list for a repeated field, a dict for a map."""
-        hint = HINTS.get((message.name, spec.name)) or HINTS.get(("*", spec.name))
+        hint = _hint_for(message, spec)
         if hint is not None:
             return hint(self, table)
         if spec.map:
@@ -340,7 +349,8 @@ class FrameStrategies:
         return st.one_of(st.sampled_from(self.world.payloads + PAYLOAD_TEXTS), st.binary(max_size=48))
 
     @_memo
-    def expression(self, table: str | None) -> st.SearchStrategy[str]:
+    def expression(self, table: str | None, valid: bool = False) -> st.SearchStrategy[str]:
+        """ExprTK source over the table's columns; ``valid``: none the "safe" policy refuses."""
         names = sorted(self.columns(table))
         ops = st.sampled_from(("+", "-", "*", "/", "%", "^", ">", "==", "and", "||"))
         quoted = st.sampled_from(names).map(lambda n: f'"{n}"')
@@ -348,29 +358,34 @@ class FrameStrategies:
         return weighted(
             (4, st.sampled_from(EXPRESSIONS)),
             (2, st.builds(lambda a, op, b: f"{a} {op} {b}", quoted, ops, operand)),
-            (2, st.sampled_from(LOOPISH)),
-            (1, texts()),
+            (0 if valid else 2, st.sampled_from(LOOPISH)),
+            (0 if valid else 1, texts()),
         )
 
     @_memo
-    def scalar_value(self, column_type: str | None) -> st.SearchStrategy[dict[str, Any]]:
-        """A filter value: mostly of the column's type, sometimes of another."""
+    def scalar_value(self, column_type: str | None, valid: bool = False) -> st.SearchStrategy[dict[str, Any]]:
+        """A filter value of the column's type (``valid``: one the guard accepts), else
+        mostly of the column's type and sometimes of another."""
 
         def number(strategy: st.SearchStrategy[float]) -> st.SearchStrategy[dict[str, Any]]:
             return strategy.map(lambda x: {"float": x})
 
+        finite = st.one_of(st.sampled_from([x for x in FLOATS if math.isfinite(x)]), st.floats(allow_nan=False, allow_infinity=False))
         strings = texts().map(lambda s: {"string": s})
         booleans = st.booleans().map(lambda b: {"bool": b})
         dates = st.sampled_from(TEXTS[13:18]).map(lambda s: {"string": s})
+        in_range = st.one_of(number(st.floats(0, 4e12)), number(st.sampled_from([x for x in FLOATS if abs(x) <= 8.64e15])), dates)
         typed = {
-            "date": st.one_of(number(st.floats(0, 4e12)), number(doubles()), dates),
-            "integer": number(doubles()),
-            "float": number(doubles()),
+            "date": in_range if valid else st.one_of(in_range, number(doubles())),
+            "integer": number(finite if valid else doubles()),
+            "float": number(finite if valid else doubles()),
             "string": strings,
             "boolean": booleans,
         }
         typed["datetime"] = typed["date"]
         anything = st.one_of(number(doubles()), strings, booleans, st.just({"null": 0}), st.just({}))
+        if valid:
+            return typed.get(column_type, st.one_of(number(st.floats(-8.64e15, 8.64e15)), strings, booleans))
         if column_type not in typed:
             return anything
         return weighted((5, typed[column_type]), (1, anything))
@@ -379,16 +394,19 @@ class FrameStrategies:
         return {**self.columns(table), **{alias: None for alias in aliases}}
 
     @_memo
-    def filter_term(self, table: str | None, aliases: tuple[str, ...]) -> st.SearchStrategy[dict[str, Any]]:
+    def filter_term(self, table: str | None, aliases: tuple[str, ...], valid: bool = False) -> st.SearchStrategy[dict[str, Any]]:
         """One filter over the table's columns and the view's expressions ``aliases``."""
         features = self.world.features
         every_op = sorted(features.ops_for(None))
         types = self._types(table, aliases)
-        column = weighted((8, st.sampled_from(sorted(types))), (1, texts()))
-        ops = {
-            kind: weighted((8, st.sampled_from(sorted(features.ops_for(kind)) or every_op)), (1, st.sampled_from(every_op)), (1, texts()))
-            for kind in set(types.values())
-        }
+        names = st.sampled_from(sorted(types))
+        column = names if valid else weighted((8, names), (1, texts()))
+
+        def op_for(kind: str | None) -> st.SearchStrategy[str]:
+            own = st.sampled_from(sorted(features.ops_for(kind)) or every_op)
+            return own if valid else weighted((8, own), (1, st.sampled_from(every_op)), (1, texts()))
+
+        ops = {kind: op_for(kind) for kind in set(types.values())}
         odd_op = weighted((8, st.sampled_from(every_op)), (1, texts()))
         nulls = st.sampled_from(([], [{"null": 0}], [{}]))
 
@@ -397,11 +415,13 @@ class FrameStrategies:
             name = draw(column)
             column_type = types.get(name)
             op = draw(ops[column_type] if name in types else odd_op)
-            value = self.scalar_value(column_type)
+            value = self.scalar_value(column_type, valid)
             if op in ("is null", "is not null"):
-                values = draw(nulls) if draw(st.booleans()) else [draw(value)]
+                values = draw(nulls) if valid or draw(st.booleans()) else [draw(value)]
             elif op in ("in", "not in"):
-                values = draw(st.lists(value, max_size=4))
+                values = draw(st.lists(value, min_size=int(valid), max_size=4))
+            elif valid:
+                values = [draw(value)]
             else:
                 values = draw(weighted((8, st.lists(value, min_size=1, max_size=1)), (1, st.lists(value, max_size=3))))
             return {"column": name, "op": op, "value": values}
@@ -409,28 +429,34 @@ class FrameStrategies:
         return term()
 
     @_memo
-    def aggregate(self, column_type: str | None, pick: st.SearchStrategy[str]) -> st.SearchStrategy[dict[str, Any]]:
+    def aggregate(self, column_type: str | None, pick: st.SearchStrategy[str], valid: bool = False) -> st.SearchStrategy[dict[str, Any]]:
         """An AggList for a column of ``column_type``: the engine's name, the right arguments."""
         allowed = self.world.features.aggregates_for(column_type)
-        names = weighted((8, st.sampled_from(sorted(allowed))), (1, texts()))
+        known = st.sampled_from(sorted(allowed))
+        names = known if valid else weighted((8, known), (1, texts()))
 
         @st.composite
         def agg(draw: st.DrawFn) -> dict[str, Any]:
             name = draw(names)
-            arity = allowed.get(name, 0) if draw(st.integers(0, 7)) else draw(st.integers(0, 3))
+            arity = allowed.get(name, 0) if valid or draw(st.integers(0, 7)) else draw(st.integers(0, 3))
             return {"aggregations": [name, *(draw(pick) for _ in range(arity))]}
 
         return agg()
 
     @_memo
-    def view_config(self, table: str | None) -> st.SearchStrategy[dict[str, Any]]:
-        """A realistic ViewConfig over ``table``'s real columns and its own expressions."""
-        expressions = st.dictionaries(st.sampled_from(("e0", "e1", "e2")), self.expression(table), max_size=2)
+    def view_config(self, table: str | None, valid: bool = False) -> st.SearchStrategy[dict[str, Any]]:
+        """A realistic ViewConfig over ``table``'s real columns and its own expressions;
+        ``valid``: one the guard passes on (values may still be extreme for the engine)."""
+        allowed = not (valid and self.world.expressions.get(table or "") is False)
+        expressions = weighted(
+            (2, st.just({})),
+            (int(allowed), st.dictionaries(st.sampled_from(("e0", "e1", "e2")), self.expression(table, valid), min_size=1, max_size=2)),
+        )
 
         @st.composite
         def config(draw: st.DrawFn) -> dict[str, Any]:
             exprs = draw(expressions)
-            out = draw(self._config_parts(table, tuple(sorted(exprs))))
+            out = draw(self._config_parts(table, tuple(sorted(exprs)), valid))
             if exprs or draw(st.booleans()):
                 out["expressions"] = exprs
             return out
@@ -438,11 +464,12 @@ class FrameStrategies:
         return config()
 
     @_memo
-    def _config_parts(self, table: str | None, aliases: tuple[str, ...]) -> st.SearchStrategy[dict[str, Any]]:
+    def _config_parts(self, table: str | None, aliases: tuple[str, ...], valid: bool) -> st.SearchStrategy[dict[str, Any]]:
         types = self._types(table, aliases)
         names = sorted(types)
         pick = st.sampled_from(names)
-        aggregates = {name: self.aggregate(types[name], pick) for name in names}
+        aggregates = {name: self.aggregate(types[name], pick, valid) for name in names}
+        depth = st.integers(0, 3)
         parts = {
             "group_by": st.lists(pick, max_size=2, unique=True),
             "split_by": st.lists(pick, max_size=2, unique=True),
@@ -450,10 +477,10 @@ class FrameStrategies:
                 st.just({"default_columns": 0}),
                 st.lists(st.one_of(pick, st.just("")), max_size=len(names)).map(lambda c: {"columns": {"columns": c}}),
             ),
-            "filter": st.lists(self.filter_term(table, aliases), max_size=3),
+            "filter": st.lists(self.filter_term(table, aliases, valid), max_size=3),
             "sort": st.lists(st.fixed_dictionaries({"column": pick, "op": st.integers(0, 8)}), max_size=2),
             "filter_op": st.integers(0, 1),
-            "group_by_depth": st.one_of(st.integers(0, 3), st.sampled_from(UINTS)),
+            "group_by_depth": depth if valid else st.one_of(depth, st.sampled_from(UINTS)),
             "group_rollup_mode": st.integers(0, 2),
             "split_rollup_mode": st.integers(0, 2),
         }
@@ -472,31 +499,51 @@ class FrameStrategies:
         return config()
 
     @_memo
-    def frame(self, kind: str | None = None) -> st.SearchStrategy[Frame]:
-        """A request of any type (or of ``kind``), broken on the wire one time in three."""
-        return self._frame(schema.BY_NAME[kind] if kind else None, 14)
+    def make_view(self, number: int = 0) -> st.SearchStrategy[Frame]:
+        """The example's ``number``-th make_view, for its later frames to use: a real table,
+        mostly own id ``number``, a config the guard mostly passes on, rarely broken."""
+        kind = schema.BY_NAME["make_view"]
+        tables = sorted(self.world.tables)
+        ids = weighted((9, st.just(self.world.own_views[number])), (1, self.view_id()))
+        configs = {
+            name: weighted((6, self.view_config(name, True)), (2, self.view_config(name)), (1, self.body(schema.VIEW_CONFIG, name)))
+            for name in tables
+        }
+        entity = weighted((12, st.sampled_from(tables)), (1, self.table_name()))
+
+        def contents(draw: st.DrawFn, _kind: Kind) -> tuple[str, dict[str, Any]]:
+            table = draw(entity)
+            return table, {"view_id": draw(ids), "config": draw(configs.get(table, configs[tables[0]]))}
+
+        return self._frame(st.just(kind), 60, contents)
 
     @_memo
-    def make_view(self) -> st.SearchStrategy[Frame]:
-        """A make_view the example's later frames can use: rarely broken on the wire."""
-        return self._frame(schema.BY_NAME["make_view"], 60)
+    def frame(self, kind: str | None = None) -> st.SearchStrategy[Frame]:
+        """A request of any type (or of ``kind``), broken on the wire one time in three."""
+        kinds = st.just(schema.BY_NAME[kind]) if kind else _weighted_choice(self.kinds, self._kind_weights)
+        tables = self.world.tables
 
-    def _frame(self, only: Kind | None, clean: int) -> st.SearchStrategy[Frame]:
-        kinds = st.just(only) if only is not None else _weighted_choice(self.kinds, self._kind_weights)
+        def contents(draw: st.DrawFn, kind: Kind) -> tuple[str, dict[str, Any]]:
+            entity = draw(self.entity(kind.scope))
+            table = entity if kind.scope == "table" and entity in tables else None
+            return entity, draw(self.body(kind.body, table))
+
+        return self._frame(kinds, 14, contents)
+
+    def _frame(
+        self, kinds: st.SearchStrategy[Kind], clean: int, contents: Callable[[st.DrawFn, Kind], tuple[str, dict[str, Any]]]
+    ) -> st.SearchStrategy[Frame]:
         broken = weighted(
             (clean, st.just(())),
             (2, st.just(("shuffle",))),
             (5, st.lists(st.sampled_from(CORRUPTIONS), min_size=1, max_size=2).map(tuple)),
         )
         odd_msg_id = weighted((24, st.none()), (1, st.sampled_from((0, 1, 2**32 - 1) + WIDE)))
-        tables = self.world.tables
 
         @st.composite
         def frame(draw: st.DrawFn) -> Frame:
             kind = draw(kinds)
-            entity = draw(self.entity(kind.scope))
-            table = entity if kind.scope == "table" and entity in tables else None
-            node = envelope(kind, entity, draw(self.body(kind.body, table)))
+            node = envelope(kind, *contents(draw, kind))
             how = draw(broken)
             cut = None
             for one in how:
@@ -507,6 +554,14 @@ class FrameStrategies:
             return Frame(kind.name, node, draw(odd_msg_id), cut, how)
 
         return frame()
+
+
+def _hint_for(message: Message, spec: Field) -> Hint | None:
+    hint = HINTS.get((message.name, spec.name))
+    if hint is None and spec.kind == "uint32":
+        hint = HINTS.get(("*", spec.name))
+    return hint
+
 
 def _weighted_choice(items: tuple[Any, ...], weights: tuple[int, ...]) -> st.SearchStrategy[Any]:
     expanded = [item for item, weight in zip(items, weights) for _ in range(weight)]
@@ -589,7 +644,7 @@ def _subscription_id(s: FrameStrategies, table: str | None) -> st.SearchStrategy
 
 
 # (message name, field name) -> the strategy for that field's whole value; "*" matches
-# any message. Fields without a hint get a strategy from their descriptor alone.
+# the uint32 field of that name in any message. Fields without a hint get a strategy from their descriptor alone.
 HINTS: dict[tuple[str, str], Hint] = {
     ("TableMakeViewReq", "view_id"): lambda s, t: s.view_id(),
     ("TableMakeViewReq", "config"): _make_view_config,
@@ -632,9 +687,10 @@ def examples(
         client_tables, views, rest = parts
         return client_tables, [f.render(n) for n, f in enumerate(views + rest, 1)]
 
+    views = st.integers(1, 3).flatmap(lambda n: st.tuples(*(strategies.make_view(i) for i in range(n))).map(list))
     return st.tuples(
         st.booleans(),
-        st.lists(strategies.make_view(), min_size=1, max_size=3),
+        views,
         st.lists(
             weighted((3, strategies.frame(kind)), (1, strategies.frame())) if kind else strategies.frame(),
             min_size=1,

@@ -99,8 +99,10 @@ def payloads(engine: Engine) -> tuple[bytes, ...]:
 def world(engine: Engine) -> World:
     def build() -> World:
         catalog = engine.catalog
-        tables = {name: catalog.columns(name) or {} for name in (TABLE, EDITABLE)}
-        return World(tables, catalog.features(), OWN_VIEWS, (CONTROL_VIEW,), (GONE_VIEW,), payloads(engine))
+        names = (TABLE, EDITABLE)
+        tables = {name: catalog.columns(name) or {} for name in names}
+        policies = {name: access.expressions_for(name) for name in names}
+        return World(tables, catalog.features(), OWN_VIEWS, (CONTROL_VIEW,), (GONE_VIEW,), payloads(engine), policies)
 
     return engine.run(build)
 
@@ -188,6 +190,7 @@ class _Counted:
 
     def handle_request(self, frame: bytes) -> None:
         self.counts["engine"] += 1
+        self.counts[f"engine {schema.KINDS[protocol.parse_envelope(frame).kind].name}"] += 1
         self.session.handle_request(frame)
 
     def close(self) -> None:
@@ -236,6 +239,10 @@ class Unplugged(PerspectiveConsumer):
 
     def _enqueue(self, response: bytes) -> None:
         self.answers.append(response)
+
+    def refuse(self, msg_id: int, entity_id: str, reason: str, kind: str = "") -> None:
+        self.session.counts[f"refused {kind or '(undecoded)'}: {reason[:48]}"] += 1
+        super().refuse(msg_id, entity_id, reason, kind)
 
     def send(self, frame: bytes) -> None:
         self._last_seen = time.monotonic()
@@ -311,11 +318,11 @@ class Direct:
         self.engine.run(self._open_control)
 
     def _open_control(self) -> None:
-        gone = Unplugged(self.engine, self.counts)
+        gone = Unplugged(self.engine, Counter())
         gone.send(request(1, TABLE, "make_view", {"view_id": GONE_VIEW}))
         gone.send(request(2, GONE_VIEW, "view_delete"))
         gone.close()
-        self.control = Unplugged(self.engine, self.counts)
+        self.control = Unplugged(self.engine, Counter())
         self.control.send(request(1, TABLE, "make_view", {"view_id": CONTROL_VIEW, "config": CONTROL_CONFIG}))
         self.baseline = self._control_answer()
         assert b"ctl-view" in self.baseline and protocol.parse_envelope(self.baseline).kind != protocol.SERVER_ERROR
@@ -401,7 +408,9 @@ class Channels:
         assert self.baseline["i"] == [0, 1, 2, 3, 4]
         self.control_ids = set(self.engine.views)
         base = world(self.engine)
-        self.world = World(base.tables, base.features, OWN_VIEWS, tuple(self.control_ids), (gone_id,), base.payloads)
+        self.world = World(
+            base.tables, base.features, OWN_VIEWS, tuple(self.control_ids), (gone_id,), base.payloads, base.expressions
+        )
 
     async def run(self, frames: list[bytes], client_tables: bool, timeout: float = 20) -> None:
         import asyncio
