@@ -28,6 +28,15 @@ from .schema import MAKE_PORT_RESP, NULL, Request, encode_envelope_body
 # 5.6 crashes beyond about 1e17. JavaScript's own Date range is +/- 8.64e15 ms.
 DATE_LIMIT = 8.64e15
 UNARY_OPS = frozenset({"is null", "is not null"})
+# Aggregates Perspective 5.6.1 offers for these column types but crashes on (found by
+# fuzzing): the process segfaults once one of a grouped view's groups has no rows - at once
+# for "high minus low" under a filter that matches nothing, at the next read after rows
+# are removed for both; "avg" of a date expression fails the make_view and crashes the next
+# poll. An expression's type is the engine's to find: asked right before make_view runs.
+BROKEN_AGGREGATES: dict[str, frozenset[str]] = {
+    "high minus low": frozenset({"integer", "float"}),
+    "avg": frozenset({"date", "datetime"}),
+}
 MULTI_OPS = frozenset({"in", "not in"})
 MAX_TERMS = 256  # filters, sorts, group_by or split_by entries, aggregates per view
 MAX_VALUES = 10_000  # values of one "in" filter
@@ -59,6 +68,7 @@ class ViewState:
     group_by: int
     split_by: int
     cells: int = 0  # rows x columns when grouped or split: what MAX_VIEW_CELLS counts
+    probe: tuple[tuple[str, str], ...] = ()  # (expression, aggregate) its type allows or not
 
 
 @dataclass(slots=True)
@@ -230,15 +240,24 @@ class Guard:
         if self.limits.max_views and len(self.views) >= self.limits.max_views:
             raise Refused(f"too many open views: at most {self.limits.max_views} per connection")
         config = request.body.setdefault("config", {})
-        known = self._check_config(config, table, columns)
+        probe: list[tuple[str, str]] = []
+        known = self._check_config(config, table, columns, probe)
         with self._lock:
             if view_id in self.owned:
                 raise Refused(f"view id {view_id!r} is already in use")
             self.owned[view_id] = self
-            self.views[view_id] = ViewState(table, known, len(config.get("group_by", ())), len(config.get("split_by", ())))
+            self.views[view_id] = ViewState(
+                table, known, len(config.get("group_by", ())), len(config.get("split_by", ())), probe=tuple(probe)
+            )
 
-    def _check_config(self, config: dict[str, Any], table: str, columns: dict[str, str]) -> frozenset[str]:
-        """Check a ViewConfig against the table; return the names a view of it may use."""
+    def _check_config(
+        self, config: dict[str, Any], table: str, columns: dict[str, str], probe: list[tuple[str, str]] | None = None
+    ) -> frozenset[str]:
+        """Check a ViewConfig against the table; return the names a view of it may use.
+
+        ``probe`` collects the aggregates on expressions that only the expression's type
+        allows or not (see ``bind_make_view``).
+        """
         exprs: dict[str, str] = config.get("expressions", {})
         reason = expression_policy.check(self.expressions(table), exprs)
         if reason:
@@ -269,6 +288,12 @@ class Guard:
             _known(types, column, "aggregates")
             spec = agg.get("aggregations", [])
             allowed = features.aggregates_for(types[column])
+            if spec and spec[0] in BROKEN_AGGREGATES:
+                broken = BROKEN_AGGREGATES[spec[0]]
+                if types[column] in broken or types[column] is None and broken >= features.types_with(spec[0]):
+                    raise Refused(_broken(spec[0], types[column], column))
+                if types[column] is None and probe is not None:
+                    probe.append((column, spec[0]))
             if not spec or spec[0] not in allowed:
                 raise Refused(f"aggregate {spec[0] if spec else ''!r} is not available for column {column!r}")
             if len(spec) - 1 != allowed[spec[0]]:
@@ -340,6 +365,21 @@ class Guard:
                 return f"row_index {index} is outside the view's {dims.rows} rows"
         return None
 
+    def bind_make_view(self, request: Request) -> str | None:
+        """Before make_view runs (engine thread): what only the engine's typing of the
+        view's expressions shows. A refused view's id is released."""
+        view_id = request.body.get("view_id", "")
+        view = self.views.get(view_id)
+        if view is None or not view.probe:
+            return None
+        sources = request.body.get("config", {}).get("expressions", {})
+        found = self.catalog.expression_types(view.table, {alias: sources[alias] for alias, _ in view.probe})
+        for alias, aggregate in view.probe:
+            if found.get(alias) in BROKEN_AGGREGATES[aggregate]:
+                self.release(view_id)
+                return _broken(aggregate, found[alias], alias)
+        return None
+
     def admit_view(self, view_id: str, dims: Dimensions | None) -> str | None:
         """After make_view ran (engine thread): None to keep the view, else why it goes."""
         if dims is None:
@@ -389,6 +429,11 @@ class Guard:
         kept = [info for info in infos if await self.readable(info.get("entity_id", ""))]
         body["table_infos"] = kept
         return len(kept) != len(infos)
+
+
+def _broken(aggregate: str, column_type: str | None, column: str) -> str:
+    of = f"the {column_type} column {column!r}" if column_type else f"the expression {column!r}"
+    return f"aggregate {aggregate!r} is not available for {of}: Perspective 5.6.1 crashes on it when a group has no rows"
 
 
 def _known(types: dict[str, str | None], column: str, where: str) -> None:

@@ -156,3 +156,76 @@ def _item(spec: schema.Field, value):
     if spec.kind == "message":
         return _meaning(value, spec.message)
     return bytes(value) if isinstance(value, memoryview) else value
+
+
+# Found by the fuzzer (python -m tests.fuzzing run, then minimize): one make_view that
+# segfaulted Perspective 5.6.1 - a grouped view of fuzz_edit with "high minus low" on v,
+# whose filter id < 8640000000000001 (past int32) matches no row.
+CRASH_HIGH_MINUS_LOW = bytes.fromhex(
+    "0801120966757a7a5f6564697432c6010a02763012bf010a0176120269641201761a02080022130a026964"
+    "12023c3d1a0921408cb5781daf1544222b0a046e616d6512076d6174636865731a1a3218323032342d3031"
+    "2d30315430303a30303a30302e3030305a22120a02696412013c1a09210100dcc208b23e432a060a026964"
+    "10052a080a046e616d6510083a180a02696412120a0d7765696768746564206d65616e0a01763a150a0176"
+    "12100a0e68696768206d696e7573206c6f773a120a046e616d65120a0a08646f6d696e616e7440004803"
+)
+
+
+@pytest.fixture
+def engine():
+    """The fuzz tables on an engine of the test's own: a test may empty them."""
+    with override_settings(PERSPECTIVE=harness.SETTINGS):
+        engine = Engine(poll_interval=0)
+        engine.run(harness.host, engine)
+        yield engine
+        engine.shutdown()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_fuzzers_crash_frame_is_refused(engine):
+    from channels.testing import WebsocketCommunicator
+
+    from django_perspective.consumers import PerspectiveConsumer
+
+    socket = WebsocketCommunicator(PerspectiveConsumer.as_asgi(engine=engine), "/ws/perspective/")
+    assert (await socket.connect())[0]
+    await socket.send_to(bytes_data=CRASH_HIGH_MINUS_LOW)
+    answer = await socket.receive_from(10)
+    assert protocol.parse_envelope(answer).kind == protocol.SERVER_ERROR
+    assert b"'high minus low' is not available for the float column 'v'" in answer
+    await socket.disconnect()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # Crashed at make_view: no row passes the filter.
+        {"group_by": ["s"], "filter": [["i", "<", -5]], "aggregates": {"f": "high minus low"}},
+        # Crashed at the first read after the table's rows were removed.
+        {"group_by": ["s"], "aggregates": {"i": "high minus low"}},
+        {"group_by": ["s"], "aggregates": {"dt": "avg"}},
+        {"group_by": ["s"], "expressions": {"e": '"f" * 2'}, "aggregates": {"e": "high minus low"}},
+        # Only the engine knows this expression is a date: it fails the make_view and the
+        # next poll crashed. Refused before the make_view, typed by a describe.
+        {"group_by": ["s"], "expressions": {"e": '"d"'}, "aggregates": {"e": "avg"}},
+    ],
+)
+@pytest.mark.django_db(transaction=True)
+async def test_aggregates_that_crash_on_an_empty_group_are_refused(engine, config):
+    from .test_consumer import connected
+
+    async with connected(engine) as conn:
+        table = await conn.client.open_table(harness.TABLE)
+        with pytest.raises(Exception, match="crashes on it when a group has no rows"):
+            await asyncio.wait_for(table.view(**config), 10)
+        # The same aggregates where the engine copes, then every group emptied.
+        kept = await table.view(
+            group_by=["s"], expressions={"e": '"f" * 2'}, aggregates={"e": "avg", "f": "high", "dt": "max", "d": "count"}
+        )
+        assert await kept.num_rows() > 1
+        rows = harness.table_rows()
+        for removed in ([row["i"] for row in rows if row["s"] == "a"], [row["i"] for row in rows]):
+            await engine.arun(lambda: engine.open_table(harness.TABLE).remove(removed))  # groups emptied
+            await engine.arun(engine.flush)
+            assert await asyncio.wait_for(kept.num_rows(), 10) >= 1  # the total row, and a live process
+        assert await kept.num_rows() == 1
+        assert engine.views.keys() == {next(iter(engine.views))}  # the refused view is gone

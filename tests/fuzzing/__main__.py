@@ -63,7 +63,8 @@ def child(args: argparse.Namespace) -> int:
     from hypothesis import HealthCheck, Phase, given, seed, settings
 
     from tests.fuzzing.frames import FrameStrategies, examples
-    from tests.fuzzing.harness import Direct, Journal
+    from tests.fuzzing.harness import Direct
+    from tests.fuzzing.journal import Journal
 
     harness = Direct(Journal(str(out)))
     strategies = FrameStrategies(harness.world)
@@ -145,7 +146,7 @@ def _progress(path: Path) -> dict[str, float]:
 
 def _keep_crash(out: Path, number: int, rc: int) -> dict[str, Any]:
     """Move the journal and the child's output into ``crash-N/``."""
-    from tests.fuzzing.harness import Journal
+    from tests.fuzzing.journal import Journal
 
     where = out / f"crash-{number}"
     where.mkdir(exist_ok=True)
@@ -170,7 +171,7 @@ def _coverage(out: Path) -> dict[str, Any]:
 
 
 def _examples_of(path: Path) -> list[tuple[bool, list[bytes]]]:
-    from tests.fuzzing.harness import read_journal
+    from tests.fuzzing.journal import read_journal
 
     files = [path] if path.is_file() else sorted(path.glob("journal-*.txt")) + sorted(path.glob("minimal.txt"))
     if path.is_dir() and (path / "minimal.txt").exists():
@@ -285,7 +286,8 @@ def fuzz_atheris(args: argparse.Namespace) -> int:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        from tests.fuzzing.harness import Direct, Journal
+        from tests.fuzzing.harness import Direct
+    from tests.fuzzing.journal import Journal
     from hypothesis import HealthCheck, given, settings
 
     from tests.fuzzing.frames import FrameStrategies, examples

@@ -11,10 +11,9 @@ answer that changed, a view left behind - fails the example.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -26,6 +25,7 @@ from django_perspective.engine import Engine
 from django_perspective.guard import UNSUBSCRIBE
 
 from .frames import World
+from .journal import Journal
 
 TABLE = "fuzz"
 EDITABLE = "fuzz_edit"
@@ -71,7 +71,7 @@ def table_rows(count: int = 40) -> list[dict[str, Any]]:
 
 
 def editable_rows() -> list[dict[str, Any]]:
-    return [{"id": k, "v": k * 1.5, "name": f"n{k}"} for k in range(10)]
+    return [{"id": k, "v": k * 1.5, "name": f"n{k}", "when": date(2024, 2, 1 + k)} for k in range(10)]
 
 
 def host(engine: Engine) -> None:
@@ -251,53 +251,6 @@ class Unplugged(PerspectiveConsumer):
     def close(self) -> None:
         self._close_session()
         self._closed = True
-
-
-class Journal:
-    """The frames of the last examples, written before each is sent: what a crash leaves.
-
-    Two files take turns, ``every`` examples each, so the newest one or two blocks of
-    examples survive the process and a replay can rebuild the state they made.
-    """
-
-    def __init__(self, directory: str, every: int = 200) -> None:
-        self.directory = directory
-        self.every = every
-        self.count = 0
-        self._fd = -1
-
-    def paths(self) -> list[str]:
-        return [os.path.join(self.directory, f"journal-{n}.txt") for n in (0, 1)]
-
-    def example(self, client_tables: bool) -> None:
-        if self.count % self.every == 0:
-            if self._fd >= 0:
-                os.close(self._fd)
-            path = self.paths()[(self.count // self.every) % 2]
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        self.count += 1
-        os.write(self._fd, f"E {self.count} {int(client_tables)}\n".encode())
-
-    def frame(self, data: bytes) -> None:
-        os.write(self._fd, b"F " + data.hex().encode() + b"\n")
-
-
-def read_journal(paths: Iterable[str]) -> list[tuple[bool, list[bytes]]]:
-    """The examples in journal files, oldest first."""
-    examples: list[tuple[int, bool, list[bytes]]] = []
-    for path in paths:
-        if not os.path.exists(path):
-            continue
-        with open(path) as lines:
-            for line in lines:
-                tag, _, rest = line.rstrip("\n").partition(" ")
-                if tag == "E":
-                    number, flag = rest.split()
-                    examples.append((int(number), flag == "1", []))
-                elif tag == "F" and examples:
-                    examples[-1][2].append(bytes.fromhex(rest))
-    examples.sort(key=lambda e: e[0])
-    return [(flag, frames) for _number, flag, frames in examples]
 
 
 class Direct:
