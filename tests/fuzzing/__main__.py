@@ -131,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
     if args.coverage:
         summary["coverage"] = _coverage(out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
+    brief = {key: value for key, value in totals.items() if " " not in key}  # per-kind counts: summary.json
+    print(json.dumps({**summary, "totals": brief, "coverage": summary.get("coverage", {}).get("percent")}, indent=2))
     return 1 if crashes else 0
 
 

@@ -10,6 +10,7 @@ answer that changed, a view left behind - fails the example.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -19,7 +20,7 @@ from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
 
-from django_perspective import access, protocol, schema
+from django_perspective import access, presence, protocol, schema
 from django_perspective.consumers import PerspectiveConsumer
 from django_perspective.engine import Engine
 from django_perspective.guard import UNSUBSCRIBE
@@ -253,6 +254,17 @@ class Unplugged(PerspectiveConsumer):
         self._closed = True
 
 
+def _present() -> None:
+    """Count the harness as a connection of its own, so no ``Unplugged`` is the process's
+    first: the first starts the code-defined tables' streams, which need an event loop."""
+
+    async def enter() -> None:
+        presence.enter("fuzz-harness")
+
+    if not presence.count():
+        asyncio.run(enter())  # the streams' tasks end with this loop: the fuzz tables have none
+
+
 class Direct:
     """One engine, its fuzz tables, a control connection holding a view; examples run here.
 
@@ -262,6 +274,7 @@ class Direct:
     """
 
     def __init__(self, journal: Journal | None = None) -> None:
+        _present()
         self.engine = Engine(poll_interval=0, concurrent_reads=False)
         self.engine.run(host, self.engine)
         self.world = world(self.engine)
