@@ -3,7 +3,7 @@
     python -m tests.fuzzing run --frames 1000000 --out /tmp/fuzz [--coverage] [--seed 0]
     python -m tests.fuzzing replay /tmp/fuzz/crash-1        # the crash's journal, again
     python -m tests.fuzzing minimize /tmp/fuzz/crash-1      # the fewest frames that still crash
-    python -m tests.fuzzing atheris /tmp/fuzz -- -runs=100000   # coverage-guided (atheris)
+    python -m tests.fuzzing atheris /tmp/fuzz-a -- -max_total_time=600   # coverage-guided
 
 ``run`` starts a child that draws examples (one connection's frames each) and sends them
 through the guard and a real engine in-process (``harness.Direct``). The child writes each
@@ -296,15 +296,22 @@ def fuzz_atheris(args: argparse.Namespace) -> int:
     harness = Direct(Journal(str(out)))
     strategies = FrameStrategies(harness.world)
 
+    progress = out / "progress.json"
+    started = time.monotonic()
+
     @settings(database=None, deadline=None, suppress_health_check=list(HealthCheck))
     @given(examples(strategies, args.max_frames))
     def one(example: tuple[bool, list[bytes]]) -> None:
         harness.run(example[1], example[0])
+        if harness.journal.count % 200 == 0:
+            brief = {k: v for k, v in harness.counts.items() if " " not in k}
+            progress.write_text(json.dumps({**brief, "examples": harness.journal.count, "seconds": time.monotonic() - started}))
 
-    import atexit
-
-    atexit.register(lambda: print("fuzz: atheris sent", dict(harness.counts), flush=True))
-    atheris.Setup([sys.argv[0], *args.libfuzzer], one.hypothesis.fuzz_one_input)
+    corpus = out / "corpus"
+    corpus.mkdir(exist_ok=True)
+    # Hypothesis reads its choices from the input: short inputs draw nothing, so start long.
+    options = ["-len_control=0", "-max_len=8192", f"-artifact_prefix={out}/", *args.libfuzzer, str(corpus)]
+    atheris.Setup([sys.argv[0], *options], one.hypothesis.fuzz_one_input)
     atheris.Fuzz()
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
@@ -198,6 +199,11 @@ class _Counted:
         self.session.close()
 
 
+def _shape(reason: str) -> str:
+    """A refusal without the names and numbers in it: what the run's counts group by."""
+    return re.sub(r"\d+", "N", re.sub(r"'[^']*'|\"[^\"]*\"", "'X'", reason))[:60]
+
+
 def _sync(fn: Callable[[str], bool]) -> Callable[[str], Awaitable[bool]]:
     async def ask(name: str) -> bool:
         return fn(name)
@@ -242,7 +248,7 @@ class Unplugged(PerspectiveConsumer):
         self.answers.append(response)
 
     def refuse(self, msg_id: int, entity_id: str, reason: str, kind: str = "") -> None:
-        self.session.counts[f"refused {kind or '(undecoded)'}: {reason[:48]}"] += 1
+        self.session.counts[f"refused {kind or '(undecoded)'}: {_shape(reason)}"] += 1
         super().refuse(msg_id, entity_id, reason, kind)
 
     def send(self, frame: bytes) -> None:
