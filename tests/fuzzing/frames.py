@@ -169,7 +169,7 @@ def _entry(number: int, spec: Field, value: Any) -> list[Any]:
         return [number, LEN, value.encode("utf-8")]
     if kind == "double":
         return [number, FIXED64, struct.unpack("<Q", struct.pack("<d", value))[0]]
-    if kind == "data":
+    if kind in ("data", "text"):
         return [number, LEN, bytes(value)]
     assert spec.message is not None
     return [number, LEN, tree(value, spec.message)]
@@ -339,7 +339,7 @@ class FrameStrategies:
             return texts()
         if kind == "double":
             return doubles()
-        if kind == "data":
+        if kind in ("data", "text"):
             return self.payload()
         assert spec.message is not None
         return self.body(spec.message, table)
