@@ -33,6 +33,7 @@ UNARY_OPS = frozenset({"is null", "is not null"})
 # for "high minus low" under a filter that matches nothing, at the next read after rows
 # are removed for both; "avg" of a date expression fails the make_view and crashes the next
 # poll. An expression's type is the engine's to find: asked right before make_view runs.
+FLAT_ROLLUP = 1  # ViewConfig.group_rollup_mode: 0 rollup, 1 flat (leaves only), 2 total
 BROKEN_AGGREGATES: dict[str, frozenset[str]] = {
     "high minus low": frozenset({"integer", "float"}),
     "avg": frozenset({"date", "datetime"}),
@@ -69,6 +70,7 @@ class ViewState:
     split_by: int
     cells: int = 0  # rows x columns when grouped or split: what MAX_VIEW_CELLS counts
     probe: tuple[tuple[str, str], ...] = ()  # (expression, aggregate) its type allows or not
+    flat: bool = False  # group_rollup_mode 1: leaves only, no tree to set a depth in
 
 
 @dataclass(slots=True)
@@ -219,6 +221,10 @@ class Guard:
             if not view.group_by:
                 raise Refused(f"{name[5:]} needs a view with group_by")
         elif name == "view_set_depth":
+            if view.flat:
+                # Found by fuzzing: set_depth on a flat grouped view with no rows (a filter
+                # that matches nothing, or rows removed) segfaults Perspective 5.6.1.
+                raise Refused("set_depth is not available on a flat view (group_rollup_mode 1): it has no levels")
             if body.get("depth", 0) > view.group_by:
                 raise Refused(f"depth {body.get('depth', 0)} is deeper than the view's {view.group_by} group_by levels")
         elif name == "view_get_min_max":
@@ -247,7 +253,12 @@ class Guard:
                 raise Refused(f"view id {view_id!r} is already in use")
             self.owned[view_id] = self
             self.views[view_id] = ViewState(
-                table, known, len(config.get("group_by", ())), len(config.get("split_by", ())), probe=tuple(probe)
+                table,
+                known,
+                len(config.get("group_by", ())),
+                len(config.get("split_by", ())),
+                probe=tuple(probe),
+                flat=config.get("group_rollup_mode") == FLAT_ROLLUP,
             )
 
     def _check_config(
@@ -323,6 +334,9 @@ class Guard:
             source = body.get("data", {}).get("from_view")
             if source is not None and source not in self.views:
                 raise Refused(f"View not found: {source!r}")
+            arrow = body.get("data", {}).get("from_arrow")
+            if arrow is not None:
+                _check_new_arrow(arrow)
         self.created.add(name)
 
     async def _check_write(self, request: Request, name: str) -> None:
@@ -429,6 +443,40 @@ class Guard:
         kept = [info for info in infos if await self.readable(info.get("entity_id", ""))]
         body["table_infos"] = kept
         return len(kept) != len(infos)
+
+
+def _check_new_arrow(payload: Any) -> None:
+    """Refuse an Arrow table Perspective 5.6.1 cannot be created from without crashing.
+
+    A dictionary-encoded integer column segfaults the engine when a table is made from it
+    (updates of an existing table are refused by the engine itself). Only the schema is read.
+    """
+    try:
+        import pyarrow as pa
+    except ImportError as exc:  # cannot look inside: fail closed
+        raise Refused("make_table from Arrow needs pyarrow on the server to check the data") from exc
+    buffer = pa.py_buffer(payload)
+    try:
+        arrow_schema = pa.ipc.open_stream(buffer).schema
+    except pa.ArrowException:
+        try:
+            arrow_schema = pa.ipc.open_file(buffer).schema
+        except pa.ArrowException:
+            return  # not Arrow: the engine refuses it
+    for column in arrow_schema:
+        if _dictionary_of_integers(column.type):
+            raise Refused(
+                f"column {column.name!r} is dictionary-encoded integers ({column.type}): "
+                "Perspective 5.6.1 crashes on it; send the plain values"
+            )
+
+
+def _dictionary_of_integers(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(arrow_type):
+        return pa.types.is_integer(arrow_type.value_type) or _dictionary_of_integers(arrow_type.value_type)
+    return any(_dictionary_of_integers(arrow_type.field(i).type) for i in range(arrow_type.num_fields))
 
 
 def _broken(aggregate: str, column_type: str | None, column: str) -> str:
