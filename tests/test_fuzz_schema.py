@@ -307,3 +307,30 @@ async def test_a_new_table_from_dictionary_encoded_integers_is_refused(engine):
     assert protocol.parse_envelope(await socket.receive_from(10)).kind == schema.BY_NAME["make_table"].number
     assert await engine.arun(engine.catalog.columns, "made-5") == {"id": "string", "v": "float"}
     await socket.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_new_table_from_a_view_is_refused(engine):
+    """Minimized from the fuzzer's crash journal: make_table from_view v0, view_delete v0,
+    make_view v0 again - closing the session aborted Perspective 5.6.1 (View not found)."""
+    from channels.testing import WebsocketCommunicator
+
+    socket = WebsocketCommunicator(harness.TablesConsumer.as_asgi(engine=engine), "/ws/perspective/")
+    assert (await socket.connect())[0]
+    frames = [
+        harness.request(1, harness.EDITABLE, "make_view", {"view_id": "v0", "config": {"group_by": ["when"]}}),
+        harness.request(2, "made-0", "make_table", {"data": {"from_view": "v0"}}),
+        harness.request(3, "v0", "view_delete"),
+        harness.request(4, harness.TABLE, "make_view", {"view_id": "v0"}),
+    ]
+    answers = []
+    for frame in frames:
+        await socket.send_to(bytes_data=frame)
+        answers.append(await socket.receive_from(10))
+    assert b"make_table from a view is not allowed" in answers[1], answers[1]
+    assert [protocol.parse_envelope(a).kind for a in (answers[0], answers[2], answers[3])] == [
+        schema.BY_NAME[k].number for k in ("make_view", "view_delete", "make_view")
+    ]
+    await socket.disconnect()
+    await engine.arun(lambda: None)  # the session closed with its view, and the process lives
+    assert sorted(await engine.arun(engine.table_names)) == sorted([harness.TABLE, harness.EDITABLE])
