@@ -221,7 +221,7 @@ def minimize(args: argparse.Namespace) -> int:
         _write_journal(trial_path, candidate)
         command = [sys.executable, "-m", "tests.fuzzing", "replay", str(trial_path), "--scratch", args.scratch, "--freeze", str(args.freeze)]
         try:
-            result = subprocess.run(command, env=_child_env(), cwd=ROOT, capture_output=True, timeout=args.freeze + 60)
+            result = subprocess.run(command, env=_child_env(), cwd=ROOT, capture_output=True, timeout=args.freeze + 60, check=False)
         except subprocess.TimeoutExpired:
             return True
         return result.returncode != 0
@@ -236,6 +236,7 @@ def minimize(args: argparse.Namespace) -> int:
     target = (source if source.is_dir() else source.parent) / "minimal.txt"
     _write_journal(target, minimal)
     from django_perspective import schema
+    from django_perspective.protocol import ProtocolError
 
     for client_tables, frames in minimal:
         print(f"connection (client_tables={client_tables}):")
@@ -243,7 +244,7 @@ def minimize(args: argparse.Namespace) -> int:
             try:
                 described = schema.decode(frame)
                 text = f"{described.kind.name} entity={described.entity_id!r} body={described.body}"
-            except Exception as exc:  # a frame the schema refuses: show why
+            except ProtocolError as exc:  # a frame the schema refuses: show why
                 text = f"refused: {exc}"
             print(f"  {frame.hex()}\n    {text}")
     print("kept in", target)
@@ -288,10 +289,10 @@ def fuzz_atheris(args: argparse.Namespace) -> int:
 
         call_command("migrate", verbosity=0)
         from tests.fuzzing.harness import Direct
-    from tests.fuzzing.journal import Journal
     from hypothesis import HealthCheck, given, settings
 
     from tests.fuzzing.frames import FrameStrategies, examples
+    from tests.fuzzing.journal import Journal
 
     harness = Direct(Journal(str(out)))
     strategies = FrameStrategies(harness.world)

@@ -93,7 +93,7 @@ class Node:
     for length-delimited ones. ``message`` is None for the Request envelope.
     """
 
-    __slots__ = ("message", "entries")
+    __slots__ = ("entries", "message")
 
     def __init__(self, message: Message | None, entries: list[list[Any]]) -> None:
         self.message = message

@@ -16,7 +16,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
@@ -57,7 +57,7 @@ CONTROL_CONFIG = {"columns": {"columns": {"columns": ["i", "s", "f"]}}, "filter"
 
 def table_rows(count: int = 40) -> list[dict[str, Any]]:
     """Every column type, nulls, non-ASCII names and values, extremes inside the table."""
-    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
     return [
         {
             "i": k,
@@ -405,7 +405,7 @@ class Channels:
             assert left > 0, f"no answer in {timeout} s to {[expected[m].hex() for m in sorted(set(expected) - answered)]}"
             try:
                 message = await socket.receive_output(left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             assert message["type"] == "websocket.send", message
             answered.add(answer_id(message["bytes"]))
