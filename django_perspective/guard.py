@@ -291,8 +291,15 @@ class Guard:
             _check_filter(term, types, features.ops_for(types.get(term.get("column", ""))))
         sorts = config.get("sort", [])
         _count(sorts, "sort")
+        sorted_by: set[str] = set()
         for sort in sorts:
-            _known(types, sort.get("column", ""), "sort")
+            column = sort.get("column", "")
+            _known(types, column, "sort")
+            if column in sorted_by:
+                # Found by fuzzing: a grouped view sorted by one column twice, a column sort
+                # ("col asc", "col desc") then a row sort, corrupts Perspective 5.6.1's heap.
+                raise Refused(f"sort: column {column!r} is sorted twice")
+            sorted_by.add(column)
         aggregates: dict[str, dict[str, Any]] = config.get("aggregates", {})
         _count(aggregates, "aggregates", len(types) + MAX_TERMS)
         for column, agg in aggregates.items():

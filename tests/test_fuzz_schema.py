@@ -333,3 +333,36 @@ async def test_a_new_table_from_a_view_is_refused(engine):
     await socket.disconnect()
     await engine.arun(lambda: None)  # the session closed with its view, and the process lives
     assert sorted(await engine.arun(engine.table_names)) == sorted([harness.TABLE, harness.EDITABLE])
+
+
+# Found by the fuzzer in the long run: make_view of fuzz_edit grouped by v and id, sorted
+# by id with "col desc" then "desc abs" - heap corruption (free(): invalid next size).
+CRASH_SORTED_TWICE = bytes.fromhex(
+    "0801120966757a7a5f6564697432250a027630121f0a01760a0269641a0212002a060a02696410042a060a026964100640004801"
+)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        CRASH_SORTED_TWICE,
+        harness.request(1, harness.TABLE, "make_view", {"view_id": "v0", "config": {
+            "group_by": ["s", "i"], "split_by": ["b"], "sort": [{"column": "i", "op": 3}, {"column": "i", "op": 6}]}}),
+    ],
+)
+@pytest.mark.django_db(transaction=True)
+async def test_a_column_sorted_twice_is_refused(engine, frame):
+    from channels.testing import WebsocketCommunicator
+
+    from django_perspective.consumers import PerspectiveConsumer
+
+    socket = WebsocketCommunicator(PerspectiveConsumer.as_asgi(engine=engine), "/ws/perspective/")
+    assert (await socket.connect())[0]
+    await socket.send_to(bytes_data=frame)
+    answer = await socket.receive_from(10)
+    assert b"is sorted twice" in answer, answer
+    # One sort per column, the same ops, is fine.
+    ok = {"group_by": ["s", "i"], "sort": [{"column": "i", "op": 4}, {"column": "s", "op": 6}]}
+    await socket.send_to(bytes_data=harness.request(2, harness.TABLE, "make_view", {"view_id": "v1", "config": ok}))
+    assert protocol.parse_envelope(await socket.receive_from(10)).kind == schema.BY_NAME["make_view"].number
+    await socket.disconnect()

@@ -478,7 +478,11 @@ class FrameStrategies:
                 st.lists(st.one_of(pick, st.just("")), max_size=len(names)).map(lambda c: {"columns": {"columns": c}}),
             ),
             "filter": st.lists(self.filter_term(table, aliases, valid), max_size=3),
-            "sort": st.lists(st.fixed_dictionaries({"column": pick, "op": st.integers(0, 8)}), max_size=2),
+            "sort": st.lists(
+                st.fixed_dictionaries({"column": pick, "op": st.integers(0, 8)}),
+                max_size=2,
+                unique_by=(lambda sort: sort["column"]) if valid else None,
+            ),
             "filter_op": st.integers(0, 1),
             "group_by_depth": depth if valid else st.one_of(depth, st.sampled_from(UINTS)),
             "group_rollup_mode": st.integers(0, 2),
