@@ -467,10 +467,10 @@ def _check_new_arrow(payload: Any) -> None:
     buffer = pa.py_buffer(payload)
     try:
         arrow_schema = pa.ipc.open_stream(buffer).schema
-    except pa.ArrowException:
+    except (pa.ArrowException, OSError):  # a short stream raises OSError
         try:
             arrow_schema = pa.ipc.open_file(buffer).schema
-        except pa.ArrowException:
+        except (pa.ArrowException, OSError):
             return  # not Arrow: the engine refuses it
     for column in arrow_schema:
         if _dictionary_of_integers(column.type):

@@ -301,6 +301,10 @@ async def test_a_new_table_from_dictionary_encoded_integers_is_refused(engine):
         await socket.send_to(bytes_data=harness.request(msg_id, f"made-{msg_id}", "make_table", {"data": {"from_arrow": arrow(table)}}))
         answer = await socket.receive_from(10)
         assert b"is dictionary-encoded integers" in answer and b"crashes on it" in answer, answer
+    # Not Arrow at all (the fuzzer's bytes made pyarrow raise OSError): the engine's to refuse.
+    await socket.send_to(bytes_data=harness.request(3, "made-3", "make_table", {"data": {"from_arrow": bytes.fromhex("b0227ad7e884db1c256733b114bb8c17a1aa82")}}))
+    answer = await socket.receive_from(10)
+    assert protocol.parse_envelope(answer).kind == protocol.SERVER_ERROR and b"could not check" not in answer, answer
     strings = pa.table({"id": pa.array(["a", "b"]).dictionary_encode(), "v": [1.0, 2.0]})  # the engine copes
     await socket.send_to(bytes_data=harness.request(5, "made-5", "make_table", {"data": {"from_arrow": arrow(strings)}}))
     assert protocol.parse_envelope(await socket.receive_from(10)).kind == schema.BY_NAME["make_table"].number
