@@ -370,3 +370,29 @@ async def test_a_column_sorted_twice_is_refused(engine, frame):
     await socket.send_to(bytes_data=harness.request(2, harness.TABLE, "make_view", {"view_id": "v1", "config": ok}))
     assert protocol.parse_envelope(await socket.receive_from(10)).kind == schema.BY_NAME["make_view"].number
     await socket.disconnect()
+
+
+@pytest.mark.parametrize("kind", ["table_update", "table_replace"])
+@pytest.mark.django_db(transaction=True)
+async def test_csv_rows_with_a_column_the_table_lacks_are_refused(engine, kind):
+    """Found by the fuzzer: a table_update of fuzz_edit whose from_csv was NDJSON text made
+    Perspective 5.6.1 abort (stoll); so does any CSV column the table lacks holding text."""
+    from channels.testing import WebsocketCommunicator
+
+    socket = WebsocketCommunicator(harness.TablesConsumer.as_asgi(engine=engine), "/ws/perspective/")
+    assert (await socket.connect())[0]
+    table = harness.EDITABLE
+    if kind == "table_replace":  # only a table this connection made may be replaced
+        table = "made-0"
+        await socket.send_to(bytes_data=harness.request(9, table, "make_table", {"data": {"from_csv": b"id,v\n1,1.5\n"}, "options": {"make_index_table": "id"}}))
+        assert protocol.parse_envelope(await socket.receive_from(10)).kind == schema.BY_NAME["make_table"].number
+    for msg_id, rows in enumerate((b'{"id":1}\n{"id":2}', b"a\nfoo\n", b'id,a\n1,"x y"\n'), 1):
+        await socket.send_to(bytes_data=harness.request(msg_id, table, kind, {"data": {"from_csv": rows}}))
+        answer = await socket.receive_from(10)
+        assert b"the CSV has columns the table lacks" in answer, answer
+    await socket.send_to(bytes_data=harness.request(5, table, kind, {"data": {"from_csv": b"id,v\n1,9.5\n"}}))
+    assert protocol.parse_envelope(await socket.receive_from(10)).kind == schema.BY_NAME[kind].number
+    await engine.arun(engine.flush)
+    rows = await engine.arun(lambda: engine.open_table(table).view().to_records())
+    assert {"id": 1, "v": 9.5} in [{"id": r["id"], "v": r["v"]} for r in rows]
+    await socket.disconnect()
