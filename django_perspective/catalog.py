@@ -30,6 +30,10 @@ class Features:
             return frozenset().union(*self.filter_ops.values())
         return self.filter_ops.get(column_type, frozenset())
 
+    def types_with(self, aggregate: str) -> frozenset[str]:
+        """The column types the engine offers ``aggregate`` for."""
+        return frozenset(kind for kind, options in self.aggregates.items() if aggregate in options)
+
     def aggregates_for(self, column_type: str | None) -> dict[str, int]:
         if column_type is None:
             merged: dict[str, int] = {}
@@ -61,8 +65,9 @@ class Catalog:
         self._dimensions: dict[str, tuple[int, Dimensions]] = {}
         self._features: Features | None = None
 
-    def _ask(self, entity_id: str, kind: int) -> tuple[bytes, int, tuple[int, int]]:
-        """Send a body-less request through this thread's probe session: (answer, kind, body)."""
+    def _ask(self, entity_id: str, kind: int, frame: bytes = b"") -> tuple[bytes, int, tuple[int, int]]:
+        """Send a body-less request (or ``frame``) through this thread's probe session:
+        (answer, kind, body)."""
         local = self._local
         if getattr(local, "session", None) is None:
             local.answers = []
@@ -70,7 +75,7 @@ class Catalog:
             self._sessions.append(local.session)
         answers = local.answers
         answers.clear()
-        local.session.handle_request(protocol.encode_envelope(1, entity_id, kind, b""))
+        local.session.handle_request(frame or protocol.encode_envelope(1, entity_id, kind, b""))
         answer = answers[-1]
         pos, end = 0, len(answer)
         while pos < end:
@@ -128,6 +133,23 @@ class Catalog:
         if found is not None:
             self._dimensions[view_id] = (polls, found)
         return found
+
+    def expression_types(self, table: str, expressions: dict[str, str]) -> dict[str, str]:
+        """Alias -> the type the engine gives each of ``expressions`` on ``table``.
+
+        Asked with a describe, which makes no view: those it cannot type are left out.
+        """
+        describe = schema.BY_NAME["table_describe"]
+        frame = schema.encode(schema.Request(1, table, describe, {"config": {"expressions": expressions}}))
+        answer, kind, body = self._ask(table, describe.number, frame)
+        if kind != describe.number:
+            return {}
+        types: dict[str, str] = {}
+        for number, _wire, span in protocol.iter_fields(answer, *body):
+            if number == 1:  # TableDescribeResp.expression_schema: repeated KeyTypePair
+                pair = schema.decode_body(answer, span, schema.KEY_TYPE)
+                types[pair.get("name", "")] = TYPES[pair.get("type", 0)]
+        return types
 
     def _probe_dimensions(self, view_id: str) -> Dimensions | None:
         answer, kind, body = self._ask(view_id, _DIMENSIONS)

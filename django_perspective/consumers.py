@@ -319,6 +319,10 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
 
     def _make_view(self, request: schema.Request, frame: bytes) -> None:
         view_id = request.body["view_id"]
+        reason = self.guard.bind_make_view(request)
+        if reason is not None:
+            self._on_response(protocol.error_response(request.msg_id, request.entity_id, reason))
+            return
         answers = self._held(request, frame)
         reason = self.guard.admit_view(view_id, self._engine.catalog.dimensions(view_id))
         if reason:

@@ -14,6 +14,8 @@ call, against the view's size at that moment.
 
 from __future__ import annotations
 
+import csv
+import io
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -28,11 +30,22 @@ from .schema import MAKE_PORT_RESP, NULL, Request, encode_envelope_body
 # 5.6 crashes beyond about 1e17. JavaScript's own Date range is +/- 8.64e15 ms.
 DATE_LIMIT = 8.64e15
 UNARY_OPS = frozenset({"is null", "is not null"})
+# Aggregates Perspective 5.6.1 offers for these column types but crashes on (found by
+# fuzzing): the process segfaults once one of a grouped view's groups has no rows - at once
+# for "high minus low" under a filter that matches nothing, at the next read after rows
+# are removed for both; "avg" of a date expression fails the make_view and crashes the next
+# poll. An expression's type is the engine's to find: asked right before make_view runs.
+FLAT_ROLLUP = 1  # ViewConfig.group_rollup_mode: 0 rollup, 1 flat (leaves only), 2 total
+BROKEN_AGGREGATES: dict[str, frozenset[str]] = {
+    "high minus low": frozenset({"integer", "float"}),
+    "avg": frozenset({"date", "datetime"}),
+}
 MULTI_OPS = frozenset({"in", "not in"})
 MAX_TERMS = 256  # filters, sorts, group_by or split_by entries, aggregates per view
 MAX_VALUES = 10_000  # values of one "in" filter
 MAX_NAME = 1024  # characters of a view id or column name
 MAX_SUBSCRIPTIONS = 1024
+CSV_HEADER_LIMIT = 65536  # bytes of a CSV payload read for its header
 VIEWPORT_KINDS = frozenset({"view_to_arrow", "view_to_columns_string", "view_to_csv", "view_to_rows_string", "view_to_ndjson_string"})
 CREATE_KINDS = frozenset({"make_table", "make_join_table"})
 WRITE_KINDS = frozenset({"table_update", "table_remove", "table_replace", "table_delete"})
@@ -59,6 +72,8 @@ class ViewState:
     group_by: int
     split_by: int
     cells: int = 0  # rows x columns when grouped or split: what MAX_VIEW_CELLS counts
+    probe: tuple[tuple[str, str], ...] = ()  # (expression, aggregate) its type allows or not
+    flat: bool = False  # group_rollup_mode 1: leaves only, no tree to set a depth in
 
 
 @dataclass(slots=True)
@@ -188,7 +203,7 @@ class Guard:
         elif kind.name == "table_on_delete":
             self._subscribe(request, name)
         elif kind.name in WRITE_KINDS:
-            await self._check_write(request, name)
+            await self._check_write(request, name, table)
 
     def _subscribe(self, request: Request, entity: str) -> None:
         if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
@@ -209,6 +224,10 @@ class Guard:
             if not view.group_by:
                 raise Refused(f"{name[5:]} needs a view with group_by")
         elif name == "view_set_depth":
+            if view.flat:
+                # Found by fuzzing: set_depth on a flat grouped view with no rows (a filter
+                # that matches nothing, or rows removed) segfaults Perspective 5.6.1.
+                raise Refused("set_depth is not available on a flat view (group_rollup_mode 1): it has no levels")
             if body.get("depth", 0) > view.group_by:
                 raise Refused(f"depth {body.get('depth', 0)} is deeper than the view's {view.group_by} group_by levels")
         elif name == "view_get_min_max":
@@ -230,15 +249,29 @@ class Guard:
         if self.limits.max_views and len(self.views) >= self.limits.max_views:
             raise Refused(f"too many open views: at most {self.limits.max_views} per connection")
         config = request.body.setdefault("config", {})
-        known = self._check_config(config, table, columns)
+        probe: list[tuple[str, str]] = []
+        known = self._check_config(config, table, columns, probe)
         with self._lock:
             if view_id in self.owned:
                 raise Refused(f"view id {view_id!r} is already in use")
             self.owned[view_id] = self
-            self.views[view_id] = ViewState(table, known, len(config.get("group_by", ())), len(config.get("split_by", ())))
+            self.views[view_id] = ViewState(
+                table,
+                known,
+                len(config.get("group_by", ())),
+                len(config.get("split_by", ())),
+                probe=tuple(probe),
+                flat=config.get("group_rollup_mode") == FLAT_ROLLUP,
+            )
 
-    def _check_config(self, config: dict[str, Any], table: str, columns: dict[str, str]) -> frozenset[str]:
-        """Check a ViewConfig against the table; return the names a view of it may use."""
+    def _check_config(
+        self, config: dict[str, Any], table: str, columns: dict[str, str], probe: list[tuple[str, str]] | None = None
+    ) -> frozenset[str]:
+        """Check a ViewConfig against the table; return the names a view of it may use.
+
+        ``probe`` collects the aggregates on expressions that only the expression's type
+        allows or not (see ``bind_make_view``).
+        """
         exprs: dict[str, str] = config.get("expressions", {})
         reason = expression_policy.check(self.expressions(table), exprs)
         if reason:
@@ -261,14 +294,27 @@ class Guard:
             _check_filter(term, types, features.ops_for(types.get(term.get("column", ""))))
         sorts = config.get("sort", [])
         _count(sorts, "sort")
+        sorted_by: set[str] = set()
         for sort in sorts:
-            _known(types, sort.get("column", ""), "sort")
+            column = sort.get("column", "")
+            _known(types, column, "sort")
+            if column in sorted_by:
+                # Found by fuzzing: a grouped view sorted by one column twice, a column sort
+                # ("col asc", "col desc") then a row sort, corrupts Perspective 5.6.1's heap.
+                raise Refused(f"sort: column {column!r} is sorted twice")
+            sorted_by.add(column)
         aggregates: dict[str, dict[str, Any]] = config.get("aggregates", {})
         _count(aggregates, "aggregates", len(types) + MAX_TERMS)
         for column, agg in aggregates.items():
             _known(types, column, "aggregates")
             spec = agg.get("aggregations", [])
             allowed = features.aggregates_for(types[column])
+            if spec and spec[0] in BROKEN_AGGREGATES:
+                broken = BROKEN_AGGREGATES[spec[0]]
+                if types[column] in broken or types[column] is None and broken >= features.types_with(spec[0]):
+                    raise Refused(_broken(spec[0], types[column], column))
+                if types[column] is None and probe is not None:
+                    probe.append((column, spec[0]))
             if not spec or spec[0] not in allowed:
                 raise Refused(f"aggregate {spec[0] if spec else ''!r} is not available for column {column!r}")
             if len(spec) - 1 != allowed[spec[0]]:
@@ -295,12 +341,17 @@ class Guard:
                 if not await self.readable(body.get(side, "")) or await columns(body.get(side, "")) is None:
                     raise Refused(f"Unknown table {body.get(side, '')!r}")
         else:
-            source = body.get("data", {}).get("from_view")
-            if source is not None and source not in self.views:
-                raise Refused(f"View not found: {source!r}")
+            if "from_view" in body.get("data", {}):
+                # Found by fuzzing: the new table keeps the engine bound to the view's id;
+                # once the view is deleted and its id made again, closing the session aborts
+                # Perspective 5.6.1 ("View not found").
+                raise Refused("make_table from a view is not allowed: send the view's rows instead")
+            arrow = body.get("data", {}).get("from_arrow")
+            if arrow is not None:
+                _check_new_arrow(arrow)
         self.created.add(name)
 
-    async def _check_write(self, request: Request, name: str) -> None:
+    async def _check_write(self, request: Request, name: str, columns: dict[str, str]) -> None:
         kind = request.kind.name
         if kind == "table_delete" and name in self.created:
             return
@@ -311,6 +362,12 @@ class Guard:
         data = request.body.get("data", {})
         if "from_view" in data or "from_schema" in data:
             raise Refused(f"{kind[6:]} takes rows, not a schema or a view")
+        if "from_csv" in data:
+            # Found by fuzzing: CSV rows with a column the table lacks, holding text, abort
+            # Perspective 5.6.1 (std::invalid_argument from stoll) on update and replace.
+            extra = [column for column in _csv_header(data["from_csv"]) if column not in columns]
+            if extra:
+                raise Refused(f"{kind[6:]}: the CSV has columns the table lacks: {', '.join(map(repr, extra[:5]))}")
         port = request.body.get("port_id", 0)
         if port and port not in self.ports:
             raise Refused(f"port {port} was not made by this connection")
@@ -338,6 +395,21 @@ class Guard:
             index = body.get("row_index", 0)
             if index >= dims.rows:
                 return f"row_index {index} is outside the view's {dims.rows} rows"
+        return None
+
+    def bind_make_view(self, request: Request) -> str | None:
+        """Before make_view runs (engine thread): what only the engine's typing of the
+        view's expressions shows. A refused view's id is released."""
+        view_id = request.body.get("view_id", "")
+        view = self.views.get(view_id)
+        if view is None or not view.probe:
+            return None
+        sources = request.body.get("config", {}).get("expressions", {})
+        found = self.catalog.expression_types(view.table, {alias: sources[alias] for alias, _ in view.probe})
+        for alias, aggregate in view.probe:
+            if found.get(alias) in BROKEN_AGGREGATES[aggregate]:
+                self.release(view_id)
+                return _broken(aggregate, found[alias], alias)
         return None
 
     def admit_view(self, view_id: str, dims: Dimensions | None) -> str | None:
@@ -389,6 +461,56 @@ class Guard:
         kept = [info for info in infos if await self.readable(info.get("entity_id", ""))]
         body["table_infos"] = kept
         return len(kept) != len(infos)
+
+
+def _csv_header(payload: Any) -> list[str]:
+    """The column names in the first record of CSV ``payload`` (UTF-8, checked by the schema)."""
+    head = str(payload[:CSV_HEADER_LIMIT], "utf-8", "ignore")
+    if len(payload) > CSV_HEADER_LIMIT and "\n" not in head:
+        raise Refused(f"the CSV's header is longer than {CSV_HEADER_LIMIT} bytes")
+    try:
+        return next(csv.reader(io.StringIO(head)), [])
+    except csv.Error:
+        return []  # not CSV the engine can read: it refuses it
+
+
+def _check_new_arrow(payload: Any) -> None:
+    """Refuse an Arrow table Perspective 5.6.1 cannot be created from without crashing.
+
+    A dictionary-encoded integer column segfaults the engine when a table is made from it
+    (updates of an existing table are refused by the engine itself). Only the schema is read.
+    """
+    try:
+        import pyarrow as pa
+    except ImportError as exc:  # cannot look inside: fail closed
+        raise Refused("make_table from Arrow needs pyarrow on the server to check the data") from exc
+    buffer = pa.py_buffer(payload)
+    try:
+        arrow_schema = pa.ipc.open_stream(buffer).schema
+    except (pa.ArrowException, OSError):  # a short stream raises OSError
+        try:
+            arrow_schema = pa.ipc.open_file(buffer).schema
+        except (pa.ArrowException, OSError):
+            return  # not Arrow: the engine refuses it
+    for column in arrow_schema:
+        if _dictionary_of_integers(column.type):
+            raise Refused(
+                f"column {column.name!r} is dictionary-encoded integers ({column.type}): "
+                "Perspective 5.6.1 crashes on it; send the plain values"
+            )
+
+
+def _dictionary_of_integers(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(arrow_type):
+        return pa.types.is_integer(arrow_type.value_type) or _dictionary_of_integers(arrow_type.value_type)
+    return any(_dictionary_of_integers(arrow_type.field(i).type) for i in range(arrow_type.num_fields))
+
+
+def _broken(aggregate: str, column_type: str | None, column: str) -> str:
+    of = f"the {column_type} column {column!r}" if column_type else f"the expression {column!r}"
+    return f"aggregate {aggregate!r} is not available for {of}: Perspective 5.6.1 crashes on it when a group has no rows"
 
 
 def _known(types: dict[str, str | None], column: str, where: str) -> None:

@@ -9,7 +9,9 @@ writes the request again from the decoded values. The engine only sees what was 
 
 Field numbers are facts of ``perspective.proto`` (rust/perspective-client, 5.6.1), checked
 against the frames perspective-python 5.6.1 sends. The update/replace/remove payload is the
-one part not decoded: it is data, passed through as the bytes that arrived.
+one part not decoded: it is data, passed through as the bytes that arrived - checked to be
+UTF-8 when it is CSV or JSON text (``perspective.proto`` declares those strings; the engine
+took invalid UTF-8 as column names and then answered with frames no client can decode).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class Field:
     """One field: its name, scalar type or message, and whether it repeats.
 
     ``kind`` is one of ``uint32``, ``bool``, ``enum``, ``string``, ``data`` (bytes passed
-    through undecoded), ``double`` or ``message``. ``optional`` fields keep presence: they
+    through undecoded), ``text`` (the same, checked to be UTF-8), ``double`` or ``message``. ``optional`` fields keep presence: they
     are re-encoded even when they hold the default value.
     """
 
@@ -144,12 +146,12 @@ TABLE_DATA = _msg(
     "MakeTableData",
     {
         1: _sub("from_schema", SCHEMA),
-        2: Field("from_csv", "data"),
+        2: Field("from_csv", "text"),
         3: Field("from_arrow", "data"),
-        4: Field("from_rows", "data"),
-        5: Field("from_cols", "data"),
+        4: Field("from_rows", "text"),
+        5: Field("from_cols", "text"),
         6: _str("from_view"),
-        7: Field("from_ndjson", "data"),
+        7: Field("from_ndjson", "text"),
     },
     frozenset({1, 2, 3, 4, 5, 6, 7}),
 )
@@ -352,8 +354,11 @@ def _decode_value(data: memoryview, value: Any, spec: Field, where: str, depth: 
         if not math.isfinite(value):
             raise SchemaError(f"{where}.{spec.name} is {value}: only finite numbers are accepted")
         return value
-    if kind == "data":
-        return data[value[0] : value[1]]
+    if kind == "data" or kind == "text":
+        payload = data[value[0] : value[1]]
+        if kind == "text":
+            _utf8(data, value, f"{where}.{spec.name}")
+        return payload
     assert spec.message is not None
     return _decode_message(data, value[0], value[1], spec.message, f"{where}.{spec.name}", depth + 1)
 
@@ -402,7 +407,7 @@ def _encode_value(parts: list[bytes | memoryview], tag: bytes, spec: Field, valu
         parts.append(tag + varint(len(raw)) + raw)
     elif kind == "double":
         parts.append(tag + struct.pack("<d", value))
-    elif kind == "data":
+    elif kind == "data" or kind == "text":
         parts.append(tag + varint(len(value)))
         parts.append(value)
     else:
