@@ -84,6 +84,7 @@ async def settled(server: DaphneProcess) -> dict:
     return state
 
 
+@pytest.mark.timeout(900)  # 11,000 connections: minutes on a loaded 2-core machine
 async def test_ten_thousand_cycles_leave_no_views_and_no_memory_behind(demo_db, tmp_path):
     server = DaphneProcess(tmp_path / "daphne.log", env=demo_db).start()
     try:
