@@ -3,8 +3,9 @@
     python -m benchmarks.soak --seconds 60 --clients 50
 
 Reports request throughput and latency, update delivery latency, lost updates (must be 0)
-and the server's RSS over time (benchmarks/results/soak.json and soak.png). Exits 1 when
-an update was lost or the server died.
+and the server's RSS over time (soak.json and soak.png in a temporary directory, or in
+``--out DIR``: ``make soak`` refreshes benchmarks/results/). Exits 1 when an update was
+lost or the server died.
 """
 
 from __future__ import annotations
@@ -150,11 +151,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--rate", type=float, default=5, help="viewport requests per second per client")
+    parser.add_argument("--out", type=Path, help=f"directory for soak.json and soak.png (e.g. {RESULTS})")
     args = parser.parse_args()
     result = asyncio.run(soak(args.seconds, args.clients, args.rate))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "soak.json").write_text(json.dumps(result, indent=2))
-    plot(result, RESULTS / "soak.png")
+    out = args.out or Path(tempfile.mkdtemp(prefix="soak-"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "soak.json").write_text(json.dumps(result, indent=2))
+    plot(result, out / "soak.png")
+    print(f"wrote {out / 'soak.json'} and {out / 'soak.png'}")
     summary = {k: v for k, v in result.items() if k != "rss_mib"}
     summary["rss_start_mib"] = result["rss_mib"][0][1] if result["rss_mib"] else None
     summary["rss_end_mib"] = result["rss_mib"][-1][1] if result["rss_mib"] else None

@@ -12,14 +12,18 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import display_for_value
+from django.contrib.admin.widgets import AdminFileWidget
+from django.core.exceptions import PermissionDenied
 from django.db import connections, router, transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from . import publishing
-from .models import PublishedTable
+from .models import PublishedTable, SavedView
 
 SQL_PERMISSION = "django_perspective.publish_sql"
 
@@ -99,6 +103,23 @@ class PublishedTableForm(forms.ModelForm):
         super()._post_clean()
 
 
+class UploadedFileWidget(AdminFileWidget):
+    """Links the current upload to the admin's own download view, or to nothing when it is gone.
+
+    ``MEDIA_URL`` is often not served at all (the demo does not), so the file's own URL
+    would be a broken link; uploads are data, and the admin checks who may read them.
+    """
+
+    template_name = "admin/django_perspective/publishedtable/file_input.html"
+    download_url: str | None = None  # set per object by PublishedTableAdmin.get_form
+
+    def get_context(self, name: str, value: Any, attrs: dict | None) -> dict[str, Any]:
+        context = super().get_context(name, value, attrs)
+        present = bool(value) and getattr(value, "name", None) and value.storage.exists(value.name)
+        context["widget"]["download_url"] = self.download_url if present else None
+        return context
+
+
 class LoadErrorFilter(admin.SimpleListFilter):
     title = "last load"
     parameter_name = "load"
@@ -119,10 +140,11 @@ class LoadErrorFilter(admin.SimpleListFilter):
 @admin.register(PublishedTable)
 class PublishedTableAdmin(admin.ModelAdmin):
     form = PublishedTableForm
-    list_display = ("name", "title", "source", "live", "readers", "published", "row_count", "last_loaded", "error")
+    # The last error comes early: the list is wide, and it is what needs attention.
+    list_display = ("name", "title", "published", "error", "source", "live_state", "readers", "rows", "last_loaded")
     list_filter = ("published", "source", "access", LoadErrorFilter)
     search_fields = ("name", "title", "description")
-    readonly_fields = ("row_count", "last_loaded", "last_error", "schema_table")
+    readonly_fields = ("rows", "last_loaded", "last_error", "schema_table")
     actions = ("publish_tables", "unpublish_tables", "reload_tables")
     fieldsets = (
         (None, {"fields": ("name", "title", "description", "published")}),
@@ -144,8 +166,11 @@ class PublishedTableAdmin(admin.ModelAdmin):
             },
         ),
         ("Access", {"fields": ("access", "access_group", "access_permission", "editable")}),
-        ("Status", {"fields": ("row_count", "last_loaded", "last_error", "schema_table")}),
+        ("Status", {"fields": ("rows", "last_loaded", "last_error", "schema_table")}),
     )
+
+    class Media:
+        js = ["django_perspective/admin-source-fields.js"]
 
     @admin.display(description="readers", ordering="access")
     def readers(self, obj: PublishedTable) -> str:
@@ -157,7 +182,22 @@ class PublishedTableAdmin(admin.ModelAdmin):
 
     @admin.display(description="last error")
     def error(self, obj: PublishedTable) -> str:
-        return Truncator(obj.last_error).chars(80)
+        if not obj.last_error:
+            return ""
+        return format_html(
+            '<span class="errornote" title="{}">{}</span>', obj.last_error, Truncator(obj.last_error).chars(60)
+        )
+
+    @admin.display(description="live", ordering="live")
+    def live_state(self, obj: PublishedTable) -> str:
+        """A tick or a cross for model sources; the empty mark for the sources that cannot be live."""
+        if obj.source != PublishedTable.SOURCE_MODEL:
+            return self.get_empty_value_display()
+        return display_for_value(obj.live, self.get_empty_value_display(), boolean=True)
+
+    @admin.display(description="rows", ordering="row_count")
+    def rows(self, obj: PublishedTable) -> str:
+        return "" if obj.row_count is None else f"{obj.row_count:,}"
 
     @admin.display(description="schema")
     def schema_table(self, obj: PublishedTable) -> str:
@@ -182,7 +222,32 @@ class PublishedTableAdmin(admin.ModelAdmin):
 
     def get_form(self, request: HttpRequest, obj: PublishedTable | None = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change, **kwargs)
-        return type(form.__name__, (form,), {"user": request.user})
+        form = type(form.__name__, (form,), {"user": request.user})
+        if "file" in form.base_fields:  # after the subclass: its metaclass makes the fields again
+            widget = UploadedFileWidget()
+            if obj is not None:
+                widget.download_url = reverse("admin:django_perspective_publishedtable_file", args=[obj.pk])
+            form.base_fields["file"].widget = widget
+        return form
+
+    def get_urls(self) -> list[Any]:
+        download = path(
+            "<path:object_id>/file/",
+            self.admin_site.admin_view(self.download_file),
+            name="django_perspective_publishedtable_file",
+        )
+        return [download, *super().get_urls()]
+
+    def download_file(self, request: HttpRequest, object_id: str) -> FileResponse:
+        """The row's uploaded file, for those who may view the row."""
+        obj = self.get_object(request, object_id)
+        if obj is None or not obj.file:
+            raise Http404("No uploaded file.")
+        if not self.has_view_permission(request, obj):
+            raise PermissionDenied
+        if not obj.file.storage.exists(obj.file.name):
+            raise Http404("The uploaded file is missing from storage.")
+        return FileResponse(obj.file.open("rb"), as_attachment=True, filename=obj.file.name.rpartition("/")[2])
 
     def save_model(self, request: HttpRequest, obj: PublishedTable, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
@@ -202,6 +267,7 @@ class PublishedTableAdmin(admin.ModelAdmin):
 
     def render_change_form(self, request: HttpRequest, context: dict, add: bool = False, change: bool = False, form_url: str = "", obj: PublishedTable | None = None) -> HttpResponse:
         context["perspective_preview"] = bool(obj is not None and obj.published and obj.last_loaded)
+        context["perspective_source_fields"] = PublishedTable.SOURCE_FIELDS  # which rows to show per source
         # Editors preview with a token for this table, whatever its access; viewers with their own access.
         context["perspective_preview_token"] = self.has_change_permission(request, obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
@@ -244,3 +310,14 @@ class PublishedTableAdmin(admin.ModelAdmin):
                 self.message_user(request, f'"{obj.name}": not published; publish it to load it.', messages.WARNING)
                 continue
             self._report(request, obj, publishing.reload(obj), "reloaded")
+
+
+@admin.register(SavedView)
+class SavedViewAdmin(admin.ModelAdmin):
+    """Views users saved on the table pages; an admin may share, rename or delete them."""
+
+    list_display = ("name", "table", "owner", "shared", "updated")
+    list_filter = ("shared", "table")
+    search_fields = ("name", "table", "owner__username")
+    raw_id_fields = ("owner",)
+    readonly_fields = ("created", "updated")

@@ -213,6 +213,6 @@ def replace(name: str, data: Any) -> None:
 
 
 def delete_table(name: str) -> None:
-    """Stop hosting ``name``."""
+    """Stop hosting ``name``; the connections' views on it are deleted, so the name is free at once."""
     engine = get_engine()
     engine.run(engine.delete, name)

@@ -70,6 +70,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                     id="django_perspective.W020",
                 )
             )
+    errors.extend(_proxy_errors(value))
     if "DEFAULT_ACCESS" in value:
         from .access import validate
 
@@ -78,6 +79,35 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
         except ValueError as exc:
             errors.append(Error(f"PERSPECTIVE['DEFAULT_ACCESS']: {exc}.", id="django_perspective.E020"))
     return errors
+
+
+def _proxy_errors(value: dict[str, Any]) -> list[Error]:
+    proxies = value.get("TRUSTED_PROXIES", ())
+    errors = [
+        Error(
+            f"PERSPECTIVE['TRUSTED_PROXIES'] has {entry!r}, which is no address, network or \"unix\".",
+            hint='e.g. ["127.0.0.1", "10.0.0.0/8", "unix"]',
+            id="django_perspective.E030",
+        )
+        for entry in (proxies if isinstance(proxies, (list, tuple)) else ())
+        if not _is_proxy(entry)
+    ]
+    header = value.get("PROXY_HEADER", "X-Forwarded-For")
+    if isinstance(header, str) and not header.strip():
+        errors.append(Error("PERSPECTIVE['PROXY_HEADER'] must name a header.", id="django_perspective.E031"))
+    return errors
+
+
+def _is_proxy(entry: Any) -> bool:
+    from .proxies import parse_networks
+
+    if not isinstance(entry, str):
+        return False
+    try:
+        parse_networks([entry])
+    except ValueError:
+        return False
+    return True
 
 
 FINDER = "django_perspective.finders.PerspectiveFinder"

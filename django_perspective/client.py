@@ -70,8 +70,13 @@ async def connect(
     token: str | None = None,
     headers: dict[str, str] | None = None,
     open_timeout: float = 30,
+    unix_socket: str | None = None,
 ) -> AsyncIterator[Connection]:
-    """Connect once; replies of any size are accepted (``max_size=None``)."""
+    """Connect once; replies of any size are accepted (``max_size=None``).
+
+    ``unix_socket``: reach a server listening there (``daphne -u``); ``url`` still names
+    the host and path the server sees.
+    """
     if token:
         url += ("&" if "?" in url else "?") + f"token={token}"
     async with websockets.connect(
@@ -80,6 +85,7 @@ async def connect(
         origin=origin or default_origin(url),
         additional_headers=headers,
         open_timeout=open_timeout,
+        **({"unix": True, "path": unix_socket} if unix_socket else {}),
     ) as ws:
         conn = Connection(ws)
         try:

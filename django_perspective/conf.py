@@ -47,6 +47,13 @@ SETTINGS: dict[str, Setting] = {
     # engine thread, so a small request does not wait for another client's heavy view
     # build. False: every call on the engine thread.
     "CONCURRENT_READS": Setting(True, bool),
+    # Seconds of engine time (engine and reader thread) one connection may use per minute;
+    # past it its requests are refused with an error until its use drains. 0: no limit.
+    "ENGINE_TIME_BUDGET": Setting(30, int, float),
+    # Seconds after which a running engine call is logged (with its request and
+    # connection) and /health/ answers 503, so a supervisor can restart the process.
+    # 0: no watchdog.
+    "ENGINE_CALL_TIMEOUT": Setting(60, int, float),
     # Directory URL serving perspective-anywidget.js and .css (same perspective-python
     # version); None serves them from the installed wheel through staticfiles.
     "ASSETS_URL": Setting(None),
@@ -58,7 +65,9 @@ SETTINGS: dict[str, Setting] = {
     "DEFAULT_ACCESS": Setting("staff"),
     # Seconds a signed table token (?token=) stays valid.
     "TOKEN_MAX_AGE": Setting(3600, int, float),
-    # Seconds a connection trusts an access decision before asking again.
+    # Seconds a connection trusts an access decision before asking again; each open
+    # connection also re-checks its user and its views' tables this often (at most twice
+    # a second), closing with 4440 when the user is gone.
     "POLICY_CACHE_SECONDS": Setting(5.0, int, float),
     # Requests per second per connection (token bucket; RATE_BURST at once). 0: no limit.
     "RATE_LIMIT": Setting(200, int, float),
@@ -76,7 +85,13 @@ SETTINGS: dict[str, Setting] = {
     # answer make_port with the default port and allocate nothing. 0: no limit.
     "MAX_PORTS": Setting(16, int),
     # Open connections per user (per anonymous client address), per process; 0: no limit.
+    # Anonymous connections whose address is unknown are not counted against it (proxies.py).
     "MAX_CONNECTIONS_PER_USER": Setting(64, int),
+    # Proxies whose forwarding header names the real client (proxies.py): addresses or
+    # networks ("127.0.0.1", "10.0.0.0/8") and "unix" for connections on a unix socket.
+    "TRUSTED_PROXIES": Setting((), list, tuple),
+    # The header a trusted proxy puts the client's address in (read from the right).
+    "PROXY_HEADER": Setting("X-Forwarded-For", str),
     # Close a connection that sent nothing for this many seconds; 0: never.
     "IDLE_TIMEOUT": Setting(0, int, float),
     # Bytes of responses a connection may have waiting because its client reads too slowly;
@@ -89,6 +104,12 @@ SETTINGS: dict[str, Setting] = {
     "REPLICATION": Setting(None, bool, str, None),
     # Changes kept in each table's Redis stream (approximate), for processes catching up.
     "REPLICATION_LOG_LENGTH": Setting(100_000, int),
+    # Database tables (databases.py): connections per database (and threads running their
+    # statements), seconds one statement may run (0: no limit), and rows one read of a view
+    # may return (0: no limit).
+    "DATABASE_POOL_SIZE": Setting(4, int),
+    "DATABASE_STATEMENT_TIMEOUT": Setting(30.0, int, float),
+    "DATABASE_MAX_ROWS": Setting(1_000_000, int),
 }
 
 

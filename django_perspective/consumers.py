@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -20,10 +21,10 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import access, backpressure, conf, presence, protocol, schema
+from . import access, backpressure, conf, presence, principals, protocol, proxies, schema
 from .engine import Engine, Lane, get_engine
 from .guard import Guard, Limits
-from .tokens import InvalidToken, read_token
+from .tokens import Grant, InvalidToken, read_token
 
 logger = logging.getLogger("django_perspective.consumers")
 
@@ -35,6 +36,12 @@ CLOSE_BAD_TOKEN = 4401  # the ?token= is forged, tampered with or expired
 CLOSE_IDLE = 4408  # nothing received for PERSPECTIVE["IDLE_TIMEOUT"] seconds
 CLOSE_TOO_MANY_CONNECTIONS = 4429  # over PERSPECTIVE["MAX_CONNECTIONS_PER_USER"]
 CLOSE_TOO_SLOW = 4008  # the client reads slower than it is sent: over PERSPECTIVE["MAX_OUTBOX_BYTES"]
+CLOSE_SIGNED_OUT = 4440  # the connection's user is gone: logged out, deactivated, deleted, password changed
+
+UNKNOWN_CLIENT = "anonymous:unknown"
+_unknown_client_warned = False
+
+MAX_SUBSCRIPTIONS = 64  # listing subscriptions per connection whose notifications are filtered
 
 
 class PerspectiveConsumer(AsyncWebsocketConsumer):
@@ -100,7 +107,7 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         self._max_request = conf.get("MAX_REQUEST_SIZE")
         self._max_response = conf.max_response_size()
         await self.accept()
-        refusal = self._admit()
+        refusal = await self._admit()
         if refusal:
             logger.warning("connection refused: close %s", refusal, extra=self.log_context(event="reject", code=refusal))
             await self.close(code=refusal)
@@ -110,7 +117,9 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         # Queued, not awaited: the session opens before any of this connection's requests
         # (the lane keeps order), and a busy engine never delays the handshake. Once the
         # engine has started, a new session opens on the reader thread beside a heavy query.
-        self._lane = Lane(self._engine)
+        context = self.log_context()
+        self._lane = Lane(self._engine, label=f"user={context['user']} client={context['client']}")
+        self._subscriptions: dict[int, asyncio.Future[frozenset[str]]] = {}  # listing msg_id -> tables it saw
         if self._engine.ready:
             self._lane.read(self._open_session)
         else:
@@ -118,24 +127,33 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         self._opened = self._last_seen = time.monotonic()
         if conf.get("IDLE_TIMEOUT"):
             self._watchdog = self._loop.create_task(self._watch_idle(conf.get("IDLE_TIMEOUT")))
+        self._engine.before_delete.add(self._withdraw)
+        self._revalidator = self._loop.create_task(self._revalidate(max(conf.get("POLICY_CACHE_SECONDS"), 0.5)))
         logger.info("connect", extra=self.log_context(event="connect"))
 
-    def _admit(self) -> int:
+    async def _admit(self) -> int:
         """Read the token and count the connection; return a close code to refuse it."""
-        granted: frozenset[str] = frozenset()
+        grant = Grant(frozenset(), None)
         token = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("token")
         if token:
             try:
-                granted = read_token(token[0]).tables
+                grant = read_token(token[0])
             except InvalidToken:
                 return CLOSE_BAD_TOKEN
+            if grant.user_id is not None and not await database_sync_to_async(principals.active_user)(grant.user_id):
+                return CLOSE_BAD_TOKEN  # made for a user who is no longer active
+        granted = grant.tables
+        self._token_user = grant.user_id
+        self._session_key = getattr(self.scope.get("session"), "session_key", None)
+        self._client_address = proxies.client_address(self.scope)
         self._user_key = self._connection_key()
-        if not presence.enter(self._user_key, conf.get("MAX_CONNECTIONS_PER_USER")):
+        limit = 0 if self._user_key == UNKNOWN_CLIENT else conf.get("MAX_CONNECTIONS_PER_USER")
+        if not presence.enter(self._user_key, limit):
             return CLOSE_TOO_MANY_CONNECTIONS
-        user = self.scope.get("user")
+        # The user is read at call time: re-validation swaps in a freshly loaded one.
         self.guard = Guard(
-            can_read=database_sync_to_async(lambda name: access.can_read(user, name, granted)),
-            can_update=database_sync_to_async(lambda name: access.can_update(user, name)),
+            can_read=database_sync_to_async(lambda name: access.can_read(self.scope.get("user"), name, granted)),
+            can_update=database_sync_to_async(lambda name: access.can_update(self.scope.get("user"), name)),
             catalog=self._engine.catalog,
             owned=self._engine.views,
             expressions=access.expressions_for,
@@ -153,11 +171,99 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         return 0
 
     def _connection_key(self) -> str:
+        """What ``MAX_CONNECTIONS_PER_USER`` counts this connection under.
+
+        Anonymous clients whose address is unknown (on a unix socket, or behind a trusted
+        proxy that named no usable address) share ``UNKNOWN_CLIENT``, which has no limit:
+        one shared count would let a single client lock every such visitor out.
+        """
+        global _unknown_client_warned
         user = self.scope.get("user")
         if user is not None and getattr(user, "is_authenticated", False):
             return f"user:{user.pk}"
-        client = self.scope.get("client") or ("unknown", 0)
-        return f"anonymous:{client[0]}"
+        if self._client_address is not None:
+            return f"anonymous:{self._client_address}"
+        if not _unknown_client_warned:
+            _unknown_client_warned = True
+            logger.warning(
+                "an anonymous connection has no known client address (a unix socket, or a trusted "
+                "proxy that did not say): MAX_CONNECTIONS_PER_USER does not count such connections; "
+                "set PERSPECTIVE['TRUSTED_PROXIES'] and the proxy's forwarding header",
+                extra=self.log_context(event="unknown_address"),
+            )
+        return UNKNOWN_CLIENT
+
+    async def _revalidate(self, period: float) -> None:
+        """Every ``period``: is the principal still there, and may it still read its views' tables?"""
+        await asyncio.sleep(period * random.uniform(0.5, 1.0))  # spread a reconnecting crowd
+        while not self._closed:
+            try:
+                await self._recheck()
+            except Exception:  # a database hiccup: keep the connection, try again next period
+                logger.exception("re-validation failed", extra=self.log_context(event="error"))
+            await asyncio.sleep(period)
+
+    async def _recheck(self) -> None:
+        user = self.scope.get("user")
+        if self._token_user is not None or getattr(user, "is_authenticated", False):
+            fresh = await database_sync_to_async(principals.current)(user, self._session_key, self._token_user)
+            if fresh is None:
+                await self._signed_out()
+                return
+            self.scope["user"] = fresh  # permissions are read again, not from the old user's cache
+        self.guard.forget()
+        for table in self.guard.tables():
+            if not await self.guard.readable(table):
+                self._revoke(table)
+
+    async def _signed_out(self) -> None:
+        logger.warning(
+            "closing (%d): the connection's user is gone",
+            CLOSE_SIGNED_OUT,
+            extra=self.log_context(event="signed_out", code=CLOSE_SIGNED_OUT),
+        )
+        await self.close(code=CLOSE_SIGNED_OUT)
+        await self.disconnect(CLOSE_SIGNED_OUT)  # free the session now, whatever the client does
+
+    def _revoke(self, table: str) -> None:
+        """``table`` became unreadable for this connection: delete its views on it (event loop)."""
+        views = self.guard.revoke(table)
+        if views:
+            logger.info(
+                "deleting %d view(s) on %r: no longer readable",
+                len(views),
+                table,
+                extra=self.log_context(event="revoke", entity=table),
+            )
+            self._lane.call(self._delete_views, views)
+
+    def _withdraw(self, table: str) -> None:
+        """Engine thread, just before ``table`` is deleted: delete this connection's views on it now.
+
+        So the table is freed at once (``Engine.delete``).
+        """
+        views = self.guard.revoke(table)
+        if views:
+            self._delete_views(views)
+
+    def _delete_views(self, views: list[str]) -> None:
+        """Delete ``views`` through this connection's own session; their ids go free (engine thread).
+
+        Perspective aborts the process when a session closes holding a view another session
+        deleted, so only the owner deletes. The client asked for none of this: the answers
+        are held and dropped. A closed session has taken its views with it already.
+        """
+        if self.session is None:
+            return
+        number = schema.BY_NAME["view_delete"].number
+        for view_id in views:
+            frame = protocol.encode_envelope(0, view_id, number, b"")
+            try:
+                self._held(schema.decode(frame), frame)
+            except Exception:  # the others still go
+                logger.exception("could not delete view %r", view_id, extra=self.log_context(event="error"))
+            self._engine.catalog.forget_view(view_id)
+            self.guard.release(view_id)
 
     async def _watch_idle(self, timeout: float) -> None:
         while True:
@@ -194,9 +300,12 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
     async def process_response(self, response: bytes) -> bytes | None:
         """Rewrite or drop (None) a response before it is sent. Runs on the event loop.
 
-        The default removes tables this connection may not read from table listings.
+        The default removes tables this connection may not read from table listings, and
+        drops a listing notification when the tables this connection may read did not change.
         """
         if not _is_kind(response, schema.BY_NAME["get_hosted_tables"].number):
+            if _msg_id(response) in self._subscriptions and not protocol.parse_response(response).kind:
+                return await self._listing_changed(response)
             return response
         envelope = protocol.parse_envelope(response)
         body = schema.decode_body(response, envelope.body, schema.HOSTED_TABLES_RESP)
@@ -205,6 +314,21 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         return schema.encode_envelope_body(
             envelope.msg_id, envelope.entity_id, envelope.kind, body, schema.HOSTED_TABLES_RESP
         )
+
+    async def _listing_changed(self, notification: bytes) -> bytes | None:
+        """A body-less "the hosted tables changed": passed on only if this connection sees it."""
+        msg_id = _msg_id(notification)
+        seen = await self._subscriptions[msg_id]
+        visible = await self._visible_tables()
+        if visible == seen:
+            return None
+        self._subscriptions[msg_id] = self._loop.create_future()
+        self._subscriptions[msg_id].set_result(visible)
+        return notification
+
+    async def _visible_tables(self) -> frozenset[str]:
+        names = await self._engine.arun(self._engine.table_names)
+        return frozenset([name for name in names if await self.guard.readable(name)])
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if bytes_data is None:
@@ -233,9 +357,20 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         if request.reply is not None:
             self._enqueue(request.reply)
             return
+        over = self._lane.over_budget()
+        if over is not None:
+            self.refuse(request.msg_id, request.entity_id, over, request.kind.name)
+            return
         if schema.is_read(request):
             self._lane.read(self._handle, request)
         else:
+            if (
+                request.kind.name == "get_hosted_tables"
+                and request.body.get("subscribe")
+                and len(self._subscriptions) < MAX_SUBSCRIPTIONS
+            ):
+                # on_hosted_tables_update: what this connection sees now, to compare with later
+                self._subscriptions[request.msg_id] = self._loop.create_task(self._visible_tables())
             self._lane.call(self._handle, request)
 
     def refuse(self, msg_id: int, entity_id: str, reason: str, kind: str = "") -> None:
@@ -258,6 +393,8 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         self._writer.cancel()
         if getattr(self, "_watchdog", None) is not None:
             self._watchdog.cancel()
+        self._revalidator.cancel()
+        self._engine.before_delete.discard(self._withdraw)
         presence.leave(self._user_key)
         self._lane.call(self._close_session)
         logger.info(
@@ -404,7 +541,7 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
     def _failed(self, response: bytes, exc: Exception) -> bytes | None:
         """The error that replaces a response ``process_response`` could not vet."""
         try:
-            envelope = protocol.parse_envelope(response)
+            envelope = protocol.parse_response(response)
         except protocol.ProtocolError:
             return None
         return protocol.error_response(
@@ -412,7 +549,7 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         )
 
     def _too_large(self, response: bytes) -> bytes:
-        envelope = protocol.parse_envelope(response)
+        envelope = protocol.parse_response(response)
         logger.error(
             "dropped a %d-byte response over the %d-byte websocket message limit",
             len(response),

@@ -106,6 +106,9 @@ class Guard:
     created: set[str] = field(default_factory=set)
     ports: set[int] = field(default_factory=set)
     subscriptions: dict[int, tuple[str, str]] = field(default_factory=dict)
+    # View id -> table, for views deleted because their table became unreadable for this
+    # connection (``revoke``): calls on them fail like calls on a missing table.
+    revoked: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _tokens: float = 0.0
     _stamp: float = field(default_factory=time.monotonic)
@@ -173,6 +176,8 @@ class Guard:
                 self._subscribe(request, name)
             return
         if kind.scope == "view":
+            if name in self.revoked:
+                raise Refused(self._revoked(name, kind.name))
             view = self.views.get(name)
             if view is None:
                 raise Refused(f"View not found: {name!r}")
@@ -433,7 +438,13 @@ class Guard:
         return None
 
     def release(self, view_id: str) -> None:
-        """The engine has deleted ``view_id`` (engine thread): its id is free again."""
+        """The engine has deleted ``view_id`` (engine thread): its id is free again.
+
+        Its cached size goes too (found by fuzzing): the next view under the id was checked
+        against the old one's columns, and a column range clamped to them made Perspective
+        5.6.1 allocate without bound.
+        """
+        self.catalog.forget_view(view_id)
         with self._lock:
             self.views.pop(view_id, None)
             if self.owned.get(view_id) is self:
@@ -446,9 +457,39 @@ class Guard:
         """The connection's session has closed, and with it all its views."""
         with self._lock:
             for view_id in self.views:
+                self.catalog.forget_view(view_id)
                 if self.owned.get(view_id) is self:
                     del self.owned[view_id]
             self.views.clear()
+
+    def revoke(self, table: str) -> list[str]:
+        """``table`` became unreadable: mark this connection's views on it revoked; their ids.
+
+        Any thread. The caller deletes them in the engine (which ``release``s them); from
+        now on calls on them fail like calls on a missing table, whatever the policy says
+        later. The cached decisions about the table are dropped too.
+        """
+        ids = self.views_on(table)
+        with self._lock:
+            self.revoked.update(dict.fromkeys(ids, table))
+        self._read.pop(table, None)
+        self._update.pop(table, None)
+        return ids
+
+    def _revoked(self, view_id: str, kind: str) -> str:
+        """A revoked view fails like its missing table; deleting it forgets it."""
+        table = self.revoked.pop(view_id) if kind == "view_delete" else self.revoked[view_id]
+        return f"Unknown table {table!r}"
+
+    def forget(self) -> None:
+        """Drop every cached access decision: the next check asks the policies again."""
+        self._read.clear()
+        self._update.clear()
+
+    def tables(self) -> set[str]:
+        """The tables this connection has views on (not revoked)."""
+        with self._lock:
+            return {view.table for view_id, view in self.views.items() if view_id not in self.revoked}
 
     def views_on(self, table: str) -> list[str]:
         """This connection's views of ``table``."""

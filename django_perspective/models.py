@@ -1,4 +1,5 @@
-"""The registry: tables staff publish from the admin, hosted again by every process on start.
+"""The registry: tables staff publish from the admin, hosted again by every process on start,
+and the views users save of any table.
 
 Nothing about a published table lives only in memory: the row says where the data comes
 from and who may read it; the status fields say how its last load went.
@@ -6,8 +7,14 @@ from and who may read it; the status fields say how its last load went.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
+
+from .fields import ColumnTypesField
 
 
 class PublishedTable(models.Model):
@@ -21,6 +28,13 @@ class PublishedTable(models.Model):
         (SOURCE_SQL, "SQL query"),
         (SOURCE_PROVIDER, "Table defined in code"),
     ]
+    # The form fields each source reads (the admin shows only these); the others are ignored.
+    SOURCE_FIELDS = {
+        SOURCE_FILE: ("file", "fields", "index_column", "row_limit"),
+        SOURCE_MODEL: ("model", "filter", "live", "fields", "index_column", "row_limit"),
+        SOURCE_SQL: ("sql", "database", "fields", "index_column", "row_limit"),
+        SOURCE_PROVIDER: ("provider",),
+    }
     ACCESS_GROUP = "group"
     ACCESS_PERMISSION = "permission"
     ACCESS_CHOICES = [
@@ -97,7 +111,7 @@ class PublishedTable(models.Model):
     )
 
     row_count = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
-    schema = models.JSONField(null=True, blank=True, editable=False)
+    schema = ColumnTypesField(null=True, blank=True, editable=False)
     last_loaded = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
 
@@ -173,3 +187,63 @@ class PublishedTable(models.Model):
             sources.check(self)
         except ValidationError as exc:
             raise ValidationError({exc.code or NON_FIELD_ERRORS: exc.messages}) from None
+
+
+MAX_VIEW_CONFIG_BYTES = 64 * 1024
+
+
+def clean_view_config(config: object) -> dict:
+    """A viewer config (``viewer.save()``) fit to store or to restore, without its table.
+
+    Only its shape is checked here; the server checks every request the viewer makes from
+    it (schema.py, guard.py) like any other, whoever saved it.
+    """
+    if not isinstance(config, dict):
+        raise ValidationError("A view's settings must be a JSON object.", code="config")
+    size = len(json.dumps(config, separators=(",", ":")))
+    if size > MAX_VIEW_CONFIG_BYTES:
+        raise ValidationError(
+            f"A view's settings may take {MAX_VIEW_CONFIG_BYTES:,} bytes; these take {size:,}.", code="config"
+        )
+    return {key: value for key, value in config.items() if key != "table"}
+
+
+class SavedViewQuerySet(models.QuerySet):
+    def visible_to(self, user: Any) -> models.QuerySet:
+        """Views ``user`` may open: their own and the shared ones (access to the table aside)."""
+        if user is None or not getattr(user, "is_authenticated", False):
+            return self.filter(shared=True)
+        return self.filter(models.Q(shared=True) | models.Q(owner=user))
+
+
+class SavedView(models.Model):
+    """A viewer's settings under a name, for one table: restored by ``perspective_viewer view=``.
+
+    Opening one never grants access to its table: the viewer asks for the table like any
+    other, and a user who may not read it gets the viewer's "no access" message.
+    """
+
+    table = models.CharField(max_length=255, help_text="The table's name on the websocket.")
+    name = models.CharField(max_length=100)
+    config = models.JSONField(default=dict, blank=True, help_text="What the viewer's save() returned.")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="perspective_views"
+    )
+    shared = models.BooleanField(default=False, help_text="Everyone who may read the table may open it.")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = SavedViewQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["table", "name"]
+        verbose_name = "saved view"
+        constraints = [
+            models.UniqueConstraint(fields=["table", "owner", "name"], name="django_perspective_view_per_owner")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.table})"
+
+    def clean(self) -> None:
+        self.config = clean_view_config(self.config)

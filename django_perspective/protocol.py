@@ -100,8 +100,12 @@ def iter_fields(data: bytes | memoryview, start: int = 0, end: int | None = None
         yield field, wire, value
 
 
-def parse_envelope(data: bytes | memoryview) -> Envelope:
-    """Read ``msg_id``, ``entity_id`` and the body's field number from a frame."""
+def parse_response(data: bytes | memoryview) -> Envelope:
+    """Read a response's envelope; ``kind`` is 0 for a body-less one (a notification).
+
+    Perspective notifies subscribers (``on_hosted_tables_update``) with a Response that
+    carries only the subscription's ``msg_id``.
+    """
     msg_id = 0
     entity_id = ""
     kind = 0
@@ -120,10 +124,16 @@ def parse_envelope(data: bytes | memoryview) -> Envelope:
             kind, body = field, value
         else:
             raise ProtocolError(f"unexpected field {field} in envelope")
-    if not kind:
+    return Envelope(msg_id, entity_id, kind, body)
+
+
+def parse_envelope(data: bytes | memoryview) -> Envelope:
+    """Read ``msg_id``, ``entity_id`` and the body's field number from a request frame."""
+    envelope = parse_response(data)
+    if not envelope.kind:
         # Perspective 5.6 aborts the whole process on an empty frame: never pass one on.
         raise ProtocolError("no request body")
-    return Envelope(msg_id, entity_id, kind, body)
+    return envelope
 
 
 def varint(value: int) -> bytes:
@@ -166,6 +176,11 @@ def error_response(msg_id: int, entity_id: str, message: str) -> bytes:
 
 
 TABLE_DELETE = 28
+# Requests that change a table: make_table, delete, remove, replace (and clear), update,
+# join. The engine polls what they leave pending before any other request runs.
+WRITES = frozenset({27, 28, 31, 32, 33, 38})
+# Requests that touch no table: features, listings (and their subscription), system info.
+TABLELESS = frozenset({3, 4, 17, 37})
 
 
 def table_delete_request(msg_id: int, name: str) -> bytes:

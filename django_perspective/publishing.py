@@ -18,7 +18,8 @@ one ``live`` pushes changes to.
 
 All of this acts on the calling process's engine only. Other processes (other daphne
 workers, or the servers when a management command saves a row) host the change when they
-restart.
+restart; who may read is read from the database, so their open connections follow an
+unpublish or an access change within ``POLICY_CACHE_SECONDS`` (consumers.py).
 """
 
 from __future__ import annotations
@@ -170,7 +171,12 @@ def _host_declared(obj: PublishedTable, engine: Engine) -> bool:
 
 
 def unpublish(obj: PublishedTable, engine: Engine | None = None) -> None:
-    """Mark ``obj`` unpublished and stop hosting it; open views keep it until they close."""
+    """Mark ``obj`` unpublished and stop hosting it.
+
+    The engine deletes every connection's views on it first (``Engine.delete``), so it can
+    be published again at once. A code-defined table stays hosted: its row now lets nobody
+    read it, and open connections delete their views within ``POLICY_CACHE_SECONDS``.
+    """
     if obj.published:
         obj.published = False
         PublishedTable.objects.filter(pk=obj.pk).update(published=False)

@@ -423,10 +423,6 @@ def decode_body(data: bytes | memoryview, span: tuple[int, int], message: Messag
 
 # The few responses the server itself reads.
 TABLE_SCHEMA_RESP = _msg("TableSchemaResp", {1: _sub("schema", SCHEMA)})
-DIMENSIONS_RESP = _msg(
-    "ViewDimensionsResp",
-    {1: _u32("num_table_rows"), 2: _u32("num_table_columns"), 3: _u32("num_view_rows"), 4: _u32("num_view_columns")},
-)
 MAKE_PORT_RESP = _msg("TableMakePortResp", {1: _u32("port_id")})
 HOSTED_TABLE = _msg("HostedTable", {1: _str("entity_id"), 2: Field("index", "string", optional=True), 3: _u32("limit", True)})
 HOSTED_TABLES_RESP = _msg("GetHostedTablesResp", {1: _sub("table_infos", HOSTED_TABLE, repeated=True)})

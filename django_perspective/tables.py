@@ -56,6 +56,8 @@ class TableSpec:
     access: Policy = None
     editable: Policy = None
     expressions: ExpressionPolicy = "safe"
+    title: str = ""  # what viewers, the table pages and export file names call it
+    description: str = ""
     # Hosts the table itself (engine thread) instead of ``engine.host(loader())``: live
     # model tables declare their column types, since an empty queryset has nothing to infer.
     host: Callable[[Engine], None] | None = None
@@ -160,20 +162,33 @@ def perspective_table(
     access: Policy = None,
     editable: Policy = None,
     expressions: ExpressionPolicy = "safe",
+    title: str = "",
+    description: str = "",
 ) -> Callable[[Callable[[], Any]], TableSpec]:
     """Declare a code-defined table whose rows come from the decorated function.
 
     ``access`` says who may read it (``PERSPECTIVE["DEFAULT_ACCESS"]`` when None) and
     ``editable`` who may send it ``update`` requests (nobody when None); see access.py.
     ``expressions`` says what its viewers may compute: "safe" (no loops), False or
-    "full"; see expressions.py.
+    "full"; see expressions.py. ``title`` and ``description`` are shown in viewers and on
+    the table pages (a registry row's own title wins).
     """
     validate(access)
     validate(editable)
     validate_policy(expressions)
 
     def decorate(loader: Callable[[], Any]) -> TableSpec:
-        spec = TableSpec(name, loader, index=index, limit=limit, access=access, editable=editable, expressions=expressions)
+        spec = TableSpec(
+            name,
+            loader,
+            index=index,
+            limit=limit,
+            access=access,
+            editable=editable,
+            expressions=expressions,
+            title=title,
+            description=description,
+        )
         return declared.register(spec)
 
     return decorate

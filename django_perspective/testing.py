@@ -46,12 +46,14 @@ MAX_MESSAGE = 256 * 1024 * 1024
 class InProcessClient:
     """perspective's ``AsyncClient`` talking to a consumer through a ``WebsocketCommunicator``.
 
-    ``client`` is the perspective client; ``sent`` every frame it sent, in order.
+    ``client`` is the perspective client; ``sent`` every frame it sent and ``received``
+    every frame it got, in order.
     """
 
     def __init__(self, communicator: WebsocketCommunicator) -> None:
         self.communicator = communicator
         self.sent: list[bytes] = []
+        self.received: list[bytes] = []
         self.client = perspective.AsyncClient(self._send)
         self._pump = asyncio.get_running_loop().create_task(self._read())
 
@@ -64,6 +66,7 @@ class InProcessClient:
             message = await self.communicator.output_queue.get()
             if message["type"] != "websocket.send":
                 return
+            self.received.append(message["bytes"])
             await self.client.handle_response(message["bytes"])
 
 
@@ -154,8 +157,10 @@ class DaphneProcess:
         max_message: int | None = MAX_MESSAGE,
         port: int | None = None,
         cwd: Path | None = None,
+        unix_socket: Path | None = None,
     ) -> None:
         self.port = port or free_port()
+        self.unix_socket = unix_socket  # listen there too, as behind a proxy (``daphne -u``)
         self.log_path = log_path or Path(tempfile.mkdtemp(prefix="daphne-")) / "daphne.log"
         self.cwd = cwd or Path.cwd()
         self.settings = settings or os.environ["DJANGO_SETTINGS_MODULE"]
@@ -183,6 +188,8 @@ class DaphneProcess:
         cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
         if self.max_message is not None:
             cmd += ["--websocket-max-message-size", str(self.max_message)]
+        if self.unix_socket is not None:
+            cmd += ["-u", str(self.unix_socket)]
         cmd.append(app)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=self.env, stdout=log, stderr=log)
@@ -242,41 +249,14 @@ def migrate(env: dict[str, str], settings: str | None = None, cwd: Path | None =
     )
 
 
-def make_user(
-    env: dict[str, str],
-    username: str,
-    *,
-    staff: bool = False,
-    superuser: bool = False,
-    groups: tuple[str, ...] = (),
-    settings: str | None = None,
-    cwd: Path | None = None,
-) -> str:
-    """Create a user in the database ``settings`` and ``env`` point at; return a session key for it.
+def run_script(env: dict[str, str], script: str, settings: str | None = None, cwd: Path | None = None) -> str:
+    """Run ``script`` after ``django.setup()`` in a subprocess with the server's settings; its last output line.
 
-    Runs in a subprocess with the server's settings, so the user lands in the server's
-    database whatever the test's own settings say. Send the key as the ``sessionid`` cookie.
+    So it reads and writes the server's database whatever the test's own settings say.
     """
-    script = f"""
-import django; django.setup()
-from django.contrib.auth import get_user_model, SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY
-from django.contrib.auth.models import Group
-from django.contrib.sessions.backends.db import SessionStore
-user, _ = get_user_model().objects.get_or_create(
-    username={username!r}, defaults={{"is_staff": {staff or superuser!r}, "is_superuser": {superuser!r}}}
-)
-for name in {list(groups)!r}:
-    user.groups.add(Group.objects.get_or_create(name=name)[0])
-session = SessionStore()
-session[SESSION_KEY] = str(user.pk)
-session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-session.save()
-print(session.session_key)
-"""
     cwd = cwd or Path.cwd()
     result = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", "import django; django.setup()\n" + script],
         cwd=cwd,
         env={
             **os.environ,
@@ -288,4 +268,44 @@ print(session.session_key)
         capture_output=True,
         text=True,
     )
-    return result.stdout.strip().splitlines()[-1]
+    lines = result.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def make_user(
+    env: dict[str, str],
+    username: str,
+    *,
+    staff: bool = False,
+    superuser: bool = False,
+    groups: tuple[str, ...] = (),
+    password: str | None = None,
+    settings: str | None = None,
+    cwd: Path | None = None,
+) -> str:
+    """Create a user in the database ``settings`` and ``env`` point at; return a session key for it.
+
+    Runs in a subprocess with the server's settings (``run_script``), so the user lands in
+    the server's database whatever the test's own settings say. Send the key as the
+    ``sessionid`` cookie, or sign in through the project's login page with ``password``.
+    """
+    script = f"""
+from django.contrib.auth import get_user_model, SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY
+from django.contrib.auth.models import Group
+from django.contrib.sessions.backends.db import SessionStore
+user, _ = get_user_model().objects.get_or_create(
+    username={username!r}, defaults={{"is_staff": {staff or superuser!r}, "is_superuser": {superuser!r}}}
+)
+for name in {list(groups)!r}:
+    user.groups.add(Group.objects.get_or_create(name=name)[0])
+if {password!r} is not None:
+    user.set_password({password!r})
+    user.save()
+session = SessionStore()
+session[SESSION_KEY] = str(user.pk)
+session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+session.save()
+print(session.session_key)
+"""
+    return run_script(env, script, settings, cwd)

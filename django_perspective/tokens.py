@@ -2,7 +2,10 @@
 
 A token is Django's ``signing`` of the table names it opens (and the user it was made
 for); it is passed as ``?token=`` on the websocket URL. It grants read access to those
-tables only, whatever their policy, until it expires.
+tables only, whatever their policy, until it expires - and, when it names a user, only while
+that user exists and is active: the consumer checks at connect (4401) and again every
+``POLICY_CACHE_SECONDS`` on the open connection (4440). A token made without a signed-in
+user names nobody and stands alone until it expires.
 """
 
 from __future__ import annotations

@@ -7,9 +7,11 @@ from example_project.demo.views import home
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Sign-in for everyone, not only staff: accounts/login/ and accounts/logout/ (POST).
+    path("accounts/", include("django.contrib.auth.urls")),
     path("health/", health, name="health"),
     path("perspective/", include("django_perspective.urls")),
     path("", home, name="home"),
 ]
-# DEBUG only: serves the app's static files and the wheel's bundle under plain daphne too.
+# DEBUG only: serves what collectstatic has not collected (the app's files, the wheel's bundle).
 urlpatterns += staticfiles_urlpatterns()

@@ -9,6 +9,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import html
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +77,44 @@ def django_script(env: dict[str, str], body: str, stdin: str = "") -> str:
         check=True,
     )
     return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+
+
+def run_django(env: dict[str, str], script: str, settings: str = SETTINGS) -> str:
+    """Run ``script`` against the server's database (after ``django.setup()``); its last output line."""
+    return testing.run_script(env, script, settings, ROOT)
+
+
+class AdminBrowser:
+    """Just enough of a browser to run admin actions: cookies kept, CSRF token sent."""
+
+    def __init__(self, base_url: str, session_key: str) -> None:
+        self.base_url = base_url
+        self.cookies: dict[str, str] = {"sessionid": session_key}
+
+    def _open(self, path: str, data: dict[str, str] | None = None) -> tuple[int, str, str]:
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+                return None
+
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        request = urllib.request.Request(self.base_url + path, data=body)
+        request.add_header("Cookie", "; ".join(f"{k}={v}" for k, v in self.cookies.items()))
+        try:
+            response = urllib.request.build_opener(NoRedirect).open(request, timeout=120)
+        except urllib.error.HTTPError as exc:  # the 302 after a POST
+            response = exc
+        for header in response.headers.get_all("Set-Cookie") or []:
+            for name, morsel in SimpleCookie(header).items():
+                self.cookies[name] = morsel.value
+        return response.status, response.read().decode(), response.headers.get("Location", "")
+
+    def action(self, action: str, pk: int, changelist: str = "/admin/django_perspective/publishedtable/") -> list[str]:
+        """Run ``action`` on row ``pk`` from the changelist; the messages the admin shows after."""
+        status, page, _ = self._open(changelist)
+        assert status == 200, page[:500]
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        form = {"csrfmiddlewaretoken": token, "action": action, "_selected_action": str(pk), "index": "0", "select_across": "0"}
+        status, page, location = self._open(changelist, form)
+        assert status == 302, page[:500]
+        status, page, _ = self._open(location or changelist)
+        return [html.unescape(m) for m in re.findall(r'<li class="(?:success|warning|error)">(.*?)</li>', page, re.S)]

@@ -2,6 +2,7 @@
 
 import os
 
+from example_project import settings as demo_settings
 from tests.settings import *  # noqa: F401,F403
 
 ROOT_URLCONF = "tests.liveapp.urls"
@@ -13,9 +14,4 @@ PERSPECTIVE = {
     "MAX_OUTBOX_BYTES": int(os.environ.get("MAX_OUTBOX_BYTES", 64 * 1024 * 1024)),
     "MAX_CONNECTIONS_PER_USER": 0,
 }
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_perspective": {"handlers": ["console"], "level": "INFO"}},
-}
+LOGGING = demo_settings.LOGGING  # the example project's: one line per record, to the console

@@ -1,8 +1,5 @@
 """Headless Chromium against a real daphne process: the demo page, live updates, reconnect
-after a SIGKILL and restart, and hostile table names.
-
-Playwright drives the system's ``/usr/bin/chromium``; the browser sends its own Origin, so
-the websocket passes ``AllowedHostsOriginValidator`` exactly as in production.
+after a SIGKILL and restart (saying so in each viewer meanwhile), and hostile table names.
 """
 
 from __future__ import annotations
@@ -14,30 +11,26 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from tests.browserapp.perspective_tables import EVIL
 
-from .servers import ROOT, DaphneProcess, migrate
+from .browsing import (  # noqa: F401  (browser is a fixture)
+    LOAD_TIMEOUT_MS,
+    SETTINGS,
+    VIEWPORT,
+    Console,
+    browser,
+    loaded,
+    screenshot_path,
+    status_link,
+    status_text,
+)
+from .servers import DaphneProcess, migrate
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-SETTINGS = "tests.settings_browser"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-SCREENSHOT = ROOT / "docs" / "screenshot.png"
-LOAD_TIMEOUT_MS = 60_000
-
-
-def loaded(selector: str) -> str:
-    return (
-        f"document.querySelector({selector!r})?.getAttribute('data-perspective-state') === 'loaded'"
-    )
+PUBLIC_VIEWERS = ("#superstore-chart", "#ticks-grid", "#superstore-grid")
 
 
 @pytest.fixture(scope="module")
@@ -58,32 +51,9 @@ def server(
     proc.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
-
-
-class Console:
-    """Every console error and uncaught exception a page produces."""
-
-    def __init__(self, page: Page) -> None:
-        self.errors: list[str] = []
-        page.on("console", self._message)
-        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
-
-    def _message(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.errors.append(f"{message.text} at {message.location}")
-
-
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport=VIEWPORT)
     yield context.new_page()
     context.close()
 
@@ -113,12 +83,15 @@ def saturated_fraction(png: bytes) -> float:
     return coloured / (len(data) // 3)
 
 
-def test_demo_page_renders_superstore_grid_and_chart(server: DaphneProcess, page: Page) -> None:
+@pytest.mark.screenshot
+def test_demo_page_renders_superstore_grid_and_chart(
+    server: DaphneProcess, page: Page, tmp_path: Path
+) -> None:
     console = Console(page)
     sockets: list[str] = []
     page.on("websocket", lambda ws: sockets.append(ws.url))
     page.goto(server.http_url + "/")
-    for selector in ("#superstore-grid", "#superstore-chart", "#ticks-grid"):
+    for selector in PUBLIC_VIEWERS:
         page.wait_for_function(loaded(selector), timeout=LOAD_TIMEOUT_MS)
 
     rows = page.evaluate(
@@ -137,11 +110,19 @@ def test_demo_page_renders_superstore_grid_and_chart(server: DaphneProcess, page
     # Four regions times three categories of stacked bars fill a good part of the plot.
     assert saturated_fraction(chart.screenshot()) > 0.10
 
-    # Three viewers, one websocket.
+    # Four viewers, one websocket; a visitor is told how to see the fourth.
     assert sockets == [server.ws_url]
+    page.wait_for_function(f"document.querySelector('#targets-grid > .django-perspective-status')")
+    assert status_text(page, "#targets-grid") == "Sign in to see “targets”."
+    assert status_link(page, "#targets-grid") == "/accounts/login/?next=/"
     page.wait_for_timeout(500)
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT))
+    page.screenshot(path=str(screenshot_path("screenshot.png", tmp_path)))
+    page.locator("#targets-grid").scroll_into_view_if_needed()
+    box = page.locator("#targets-grid").bounding_box()
+    page.screenshot(
+        path=str(screenshot_path("access-message.png", tmp_path)),
+        clip={"x": 0, "y": box["y"] - 40, "width": VIEWPORT["width"], "height": box["height"] + 80},
+    )
     assert console.errors == []
 
 
@@ -158,8 +139,8 @@ def test_ticks_update_within_two_seconds(server: DaphneProcess, page: Page) -> N
 
 
 ALL_LOADED = (
-    "[...document.querySelectorAll('perspective-viewer')].every("
-    "v => v.getAttribute('data-perspective-state') === 'loaded')"
+    f"{list(PUBLIC_VIEWERS)!r}.every("
+    "s => document.querySelector(s).getAttribute('data-perspective-state') === 'loaded')"
 )
 ALL_OFFLINE = ALL_LOADED.replace("'loaded'", "'offline'")
 
@@ -179,10 +160,13 @@ def test_viewers_reconnect_after_server_killed_and_restarted(
         for _ in range(2):
             proc.kill()
             page.wait_for_function(ALL_OFFLINE, timeout=10_000)
+            for selector in PUBLIC_VIEWERS:  # each one says so in its own box
+                assert status_text(page, selector) == "The server is offline: reconnecting…"
             proc = DaphneProcess(
                 tmp_path / "daphne.log", env=db_env, settings=SETTINGS, port=proc.port
             ).start()
             page.wait_for_function(ALL_LOADED, timeout=30_000)
+            assert [status_text(page, selector) for selector in PUBLIC_VIEWERS] == ["", "", ""]
 
             ticks = page.evaluate("async () => await document.querySelector('#ticks-grid').save()")
             assert (ticks["table"], ticks["sort"], ticks["columns"]) == (

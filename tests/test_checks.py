@@ -33,3 +33,13 @@ def test_daphne_default_message_limit_warns():
     with override_settings():
         del settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE
         assert "django_perspective.W001" in {m.id for m in run_checks()}
+
+
+def test_trusted_proxies_must_be_addresses_networks_or_unix():
+    assert not {"django_perspective.E030", "django_perspective.E031"} & ids(
+        PERSPECTIVE={"TRUSTED_PROXIES": ["127.0.0.1", "10.0.0.0/8", "::1", "unix"], "PROXY_HEADER": "X-Real-IP"}
+    )
+    assert "django_perspective.E030" in ids(PERSPECTIVE={"TRUSTED_PROXIES": ["nginx.local"]})
+    assert "django_perspective.E030" in ids(PERSPECTIVE={"TRUSTED_PROXIES": [10]})
+    assert "django_perspective.E003" in ids(PERSPECTIVE={"TRUSTED_PROXIES": "127.0.0.1"})
+    assert "django_perspective.E031" in ids(PERSPECTIVE={"PROXY_HEADER": " "})

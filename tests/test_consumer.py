@@ -9,7 +9,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
-from django_perspective import presence, protocol
+from django_perspective import presence, protocol, schema
 from django_perspective.consumers import CLOSE_UNSUPPORTED_DATA, PerspectiveConsumer
 from django_perspective.engine import Engine
 from django_perspective.testing import InProcessClient, connect_in_process  # noqa: F401  (test_fuzz)
@@ -106,7 +106,12 @@ async def test_a_view_id_in_use_by_any_connection_is_refused(engine):
         assert (await other.connect())[0]
         assert b"already in use" in await ask(other, 4242)
         await other.disconnect()
-    # Both sessions closed without taking the process down; the id is free again, once.
+    # Both sessions closed without taking the process down; the id is free again, once,
+    # as soon as the engine has closed the owner's session (not before).
+    for _ in range(200):
+        if not engine.views:
+            break
+        await asyncio.sleep(0.01)
     later = WebsocketCommunicator(PerspectiveConsumer.as_asgi(engine=engine), "/ws/perspective/")
     assert (await later.connect())[0]
     assert protocol.parse_envelope(await ask(later, 77)).kind != protocol.SERVER_ERROR
@@ -204,3 +209,89 @@ async def test_an_idle_connection_is_closed(engine):
         assert (await communicator.connect())[0]
         assert await communicator.receive_output(5) == {"type": "websocket.close", "code": CLOSE_IDLE}
         await communicator.disconnect()
+
+
+VIEW_DELETE = schema.BY_NAME["view_delete"].number
+
+
+async def _refused(call, timeout: float = 5.0) -> str:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            await asyncio.wait_for(call(), 5)
+        except perspective.PerspectiveError as exc:
+            return str(exc)
+        await asyncio.sleep(0.05)
+    raise AssertionError("the call kept answering")
+
+
+async def _released(engine: Engine, view_id: str) -> bool:
+    for _ in range(100):
+        if view_id not in engine.views:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_a_view_whose_table_becomes_unreadable_is_deleted_and_fails_like_a_missing_table(engine):
+    from django_perspective import access
+
+    readable = {"probe": True}
+    access.declare("probe", lambda user, name: readable[name])
+    try:
+        with override_settings(PERSPECTIVE={"DEFAULT_ACCESS": "public", "HOST_ON_START": False, "POLICY_CACHE_SECONDS": 0.5}):
+            async with connected(engine) as conn:
+                view = await (await conn.client.open_table("probe")).view()
+                assert await view.num_rows() == 10
+                view_id = protocol.parse_envelope(conn.sent[-1]).entity_id
+                assert view_id in engine.views
+                readable["probe"] = False
+                assert "Unknown table 'probe'" in await _refused(view.num_rows)
+                assert await _released(engine, view_id)  # deleted in the engine, then its id freed
+                await engine.arun(lambda: engine.client.open_table("probe").delete())  # no view holds it
+                readable["probe"] = True
+                with pytest.raises(perspective.PerspectiveError, match="Unknown table 'probe'"):
+                    await asyncio.wait_for(view.num_rows(), 5)  # revoked for good, whatever the policy says now
+    finally:
+        access._hosted.pop("probe", None)
+
+
+async def test_deleting_a_table_deletes_every_connections_views_so_its_name_is_free_at_once(engine):
+    async with connected(engine) as one, connected(engine) as two:
+        first = await (await one.client.open_table("probe")).view()
+        second = await (await two.client.open_table("probe")).view(columns=["x"])
+        await first.num_rows(), await second.num_rows()
+        ids = {protocol.parse_envelope(c.sent[-1]).entity_id for c in (one, two)}
+        await engine.arun(engine.delete, "probe")
+        await engine.arun(lambda: engine.host("probe", [{"id": 1, "x": 0.5}], index="id"))  # no "already exists"
+        for view in (first, second):
+            with pytest.raises(perspective.PerspectiveError, match="Unknown table 'probe'"):
+                await asyncio.wait_for(view.num_rows(), 5)
+        assert await (await one.client.open_table("probe")).size() == 1
+        for view_id in ids:
+            assert await _released(engine, view_id)
+        # The engine's answers to the server's own deletes never reach the clients.
+        assert all(protocol.parse_envelope(f).kind != VIEW_DELETE for c in (one, two) for f in c.received)
+
+
+async def test_anonymous_connections_without_an_address_share_no_quota(engine):
+    from django_perspective.consumers import CLOSE_TOO_MANY_CONNECTIONS
+
+    def communicator(client: list | None) -> WebsocketCommunicator:
+        made = WebsocketCommunicator(PerspectiveConsumer.as_asgi(engine=engine), "/ws/perspective/")
+        if client is not None:
+            made.scope["client"] = client
+        return made
+
+    with override_settings(PERSPECTIVE={"DEFAULT_ACCESS": "public", "HOST_ON_START": False, "MAX_CONNECTIONS_PER_USER": 2}):
+        unknown = [communicator(None) for _ in range(3)]
+        known = [communicator(["10.1.2.3", 5000 + i]) for i in range(3)]
+        try:
+            for made in unknown + known:
+                assert (await made.connect())[0]
+            for made in unknown + known[:2]:
+                assert await made.receive_nothing(0.2)
+            assert await known[2].receive_output(5) == {"type": "websocket.close", "code": CLOSE_TOO_MANY_CONNECTIONS}
+        finally:
+            for made in unknown + known:
+                await made.disconnect()

@@ -396,3 +396,22 @@ async def test_csv_rows_with_a_column_the_table_lacks_are_refused(engine, kind):
     rows = await engine.arun(lambda: engine.open_table(table).view().to_records())
     assert {"id": 1, "v": 9.5} in [{"id": r["id"], "v": r["v"]} for r in rows]
     await socket.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_view_id_made_again_is_checked_against_the_new_view(direct):
+    """Found by the fuzzer (its child was killed by the OOM killer at 24 GB): v0 split on
+    fuzz (105 columns) refused for its cells, v0 made again on fuzz_edit (4 columns), then
+    view_column_paths 40..2**32-2 - clamped to the first view's cached 105 columns, the
+    engine allocated without bound. Run the direct way: no poll between the frames, as when
+    a client's frames queue on the engine thread."""
+    seen = []
+    frames = [
+        harness.request(1, harness.TABLE, "make_view", {"view_id": "v0", "config": {"split_by": ["s", "b"]}}),
+        harness.request(2, harness.EDITABLE, "make_view", {"view_id": "v0"}),
+        harness.request(3, "v0", "view_column_paths", {"start_col": 40, "end_col": 2**32 - 2}),
+    ]
+    direct.run(frames, False, seen.append)
+    assert b"MAX_VIEW_CELLS" in seen[0] and b"v0" in seen[1]
+    assert protocol.parse_envelope(seen[2]).kind == schema.BY_NAME["view_column_paths"].number, seen[2]
+    assert len(seen[2]) < 100  # no paths: 40 is past the view's 4 columns

@@ -22,12 +22,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("arrow",),
     # Foundations: settings, row encoding, the wire format, file and SQL readers, small helpers.
-    ("conf", "data", "protocol", "backpressure", "finders", "client", "files", "sql", "presence", "expressions"),
+    ("conf", "data", "protocol", "backpressure", "finders", "client", "files", "sql", "presence", "expressions", "scheduler", "fields", "principals"),
     # The request schema (every request type, field by field), then what the engine holds.
     ("schema",),
     ("catalog",),
     # The engine, and the rules a frame is checked against.
-    ("engine", "access", "tokens", "guard"),
+    ("engine", "access", "tokens", "guard", "proxies"),
+    # Database tables: declared relations read through SQL, never copied into the engine.
+    ("databases",),
     # Keeping processes' copies of declared tables identical; knows nothing of who declares them.
     ("replication",),
     # The Python API for hosting and changing tables.
@@ -39,6 +41,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("sources",),
     ("models", "migrations"),
     ("publishing", "consumers", "health", "checks"),
+    # The consumer for database tables, at its own path.
+    ("virtual",),
     ("admin", "management", "routing"),
     ("browser",),
     ("views", "templatetags"),

@@ -176,3 +176,17 @@ def test_a_table_published_in_the_admin_is_served_then_refused_once_unpublished(
     finally:
         server.stop()
     assert "Traceback" not in server.log()
+
+
+def test_a_schema_keeps_its_column_order_on_postgresql(pg_env):
+    """jsonb sorts an object's keys; the registry stores the schema as pairs to keep the order."""
+    order = django_script(
+        pg_env,
+        "import json\n"
+        "from django_perspective.models import PublishedTable\n"
+        "schema = {'zeta': 'integer', 'alpha': 'string', 'mid': 'float'}\n"
+        "PublishedTable.objects.bulk_create([PublishedTable(name='ordered', source='file', schema=schema)])\n"
+        "PublishedTable.objects.filter(name='ordered').update(row_count=3, schema={**schema, 'b': 'date'})\n"
+        "print(json.dumps(list(PublishedTable.objects.get(name='ordered').schema.items())))",
+    )
+    assert order == '[["zeta", "integer"], ["alpha", "string"], ["mid", "float"], ["b", "date"]]'

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.e2e
 SETTINGS = "tests.settings_security"
 SMALL = {"id": [1, 2, 3], "value": [10.0, 20.0, 30.0]}
 PUBLIC = {"superstore", "ticks", "leak", "editable"}
+SIGNED_IN = {"members", "targets"}  # access="authenticated": the e2e app's and the demo's
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +71,9 @@ async def test_listing_hides_what_the_user_may_not_read(server, cookies):
     async with connect(server.ws_url) as anonymous:
         assert set(await anonymous.client.get_hosted_table_names()) == PUBLIC
     async with connect(server.ws_url, headers=cookies["member"]) as member:
-        assert set(await member.client.get_hosted_table_names()) == PUBLIC | {"members"}
+        assert set(await member.client.get_hosted_table_names()) == PUBLIC | SIGNED_IN
     async with connect(server.ws_url, headers=cookies["trader"]) as trader:
-        assert set(await trader.client.get_hosted_table_names()) == PUBLIC | {"members", "traders"}
+        assert set(await trader.client.get_hosted_table_names()) == PUBLIC | SIGNED_IN | {"traders"}
     async with connect(server.ws_url, headers=cookies["staff"]) as staff:
         assert {"members", "staff_only"} <= set(await staff.client.get_hosted_table_names())
 

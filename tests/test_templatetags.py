@@ -17,6 +17,9 @@ from django_perspective import finders
 from django_perspective.browser import visible_tables, websocket_url
 from tests.browserapp.perspective_tables import EVIL
 
+# The tag asks the access policy (and the registry) whether the user may edit the table.
+pytestmark = pytest.mark.django_db
+
 FINDERS = [
     "django.contrib.staticfiles.finders.AppDirectoriesFinder",
     "django_perspective.finders.PerspectiveFinder",
@@ -147,8 +150,8 @@ def test_viewer_config_covers_the_viewer_options():
     assert payload["attrs"]["id"] == "v1"
     assert payload["attrs"]["style"] == "height: 600px"
     closed = viewer('{% perspective_viewer "t" settings="closed" columns=cols %}', cols=["a", "b"])
-    assert closed["config"] == {"settings": False, "columns": ["a", "b"]}
-    assert viewer('{% perspective_viewer "t" %}')["config"] == {}
+    assert closed["config"] == {"title": "t", "settings": False, "columns": ["a", "b"]}
+    assert viewer('{% perspective_viewer "t" %}')["config"] == {"title": "t"}
 
 
 def test_bad_options_are_template_errors():

@@ -20,7 +20,16 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.html import format_html, json_script
 from django.utils.safestring import SafeString
 
-from ..browser import asset_urls, websocket_url
+from .. import access
+from ..browser import (
+    asset_urls,
+    signin_url,
+    table_details,
+    table_exists,
+    unavailable_message,
+    websocket_url,
+)
+from ..models import SavedView
 
 register = template.Library()
 
@@ -104,7 +113,7 @@ def _structure(name: str, value: Any) -> Any:
     return value
 
 
-def _flag(value: Any) -> bool:
+def _flag(value: Any, name: str = "settings") -> bool:
     if isinstance(value, str):
         lowered = value.strip().lower()
         if lowered in ("true", "open", "yes", "1"):
@@ -112,7 +121,7 @@ def _flag(value: Any) -> bool:
         if lowered in ("false", "closed", "no", "0", ""):
             return False
         raise template.TemplateSyntaxError(
-            f"perspective_viewer: settings={value!r}; use true/open or false/closed."
+            f"perspective_viewer: {name}={value!r}; use true/open or false/closed."
         )
     return bool(value)
 
@@ -152,6 +161,19 @@ def perspective_assets() -> SafeString:
     )
 
 
+def saved_view(view: Any, table: str, user: Any) -> SavedView | None:
+    """The saved view ``view`` (a SavedView, or a name) of ``table`` that ``user`` may open.
+
+    By name, the user's own view comes first, then the oldest shared one.
+    """
+    visible = SavedView.objects.visible_to(user)
+    if isinstance(view, SavedView):
+        return view if view.table == table and visible.filter(pk=view.pk).exists() else None
+    views = visible.filter(table=table, name=str(view))
+    mine = views.filter(owner=user) if getattr(user, "is_authenticated", False) else views.none()
+    return mine.first() or views.order_by("created", "pk").first()
+
+
 @register.simple_tag(takes_context=True)
 def perspective_viewer(
     context: template.Context,
@@ -173,15 +195,39 @@ def perspective_viewer(
     theme: str | None = None,
     title: str | None = None,
     settings: Any = None,
+    view: Any = None,
+    config: Any = None,
+    link: Any = False,
 ) -> SafeString:
     """A ``<perspective-viewer>`` on ``table``, connected by ``perspective-django.js``.
 
     ``url`` overrides the websocket URL derived from the request; ``token`` is passed to
-    ``browser.websocket_url``. Lists are given as ``"a,b"``, a list, or JSON.
+    ``browser.websocket_url``. Lists are given as ``"a,b"``, a list, or JSON. ``view``
+    starts from a saved view (its name, or a SavedView) and ``config`` from a whole
+    ``viewer.save()`` dict; the other options override their keys. ``link`` keeps the
+    page's address on the viewer's current settings (``?config=``), so it can be shared.
     """
+    table = str(table)
+    request = context.get("request")
+    user = getattr(request, "user", None)
     if url is None:
-        url = websocket_url(context.get("request"), str(table), token=token)
-    config = viewer_config(
+        url = websocket_url(request, table, token=token)
+    base: dict[str, Any] = {"title": table_details(table).title}
+    error = None
+    if view is not None:
+        found = saved_view(view, table, user)
+        if found is None:
+            error = f"There is no saved view “{view}” of “{table}” that you may open."
+        else:
+            base.update(found.config)
+    if config is not None:
+        given = _structure("config", config)
+        if not isinstance(given, dict):
+            raise template.TemplateSyntaxError(
+                "perspective_viewer: config must be a dict (a viewer's save())."
+            )
+        base.update({key: value for key, value in given.items() if key != "table"})
+    options = viewer_config(
         plugin=plugin,
         columns=columns,
         group_by=group_by,
@@ -195,10 +241,20 @@ def perspective_viewer(
         title=title,
         settings=settings,
     )
-    payload = json.dumps({"url": url, "table": str(table), "config": config}, cls=DjangoJSONEncoder)
+    missing = not table_exists(table)
+    payload = {
+        "url": url,
+        "table": table,
+        "config": {**base, **options},
+        "editable": access.can_update(user, table),
+        "unavailable": unavailable_message(request, table, missing=missing),
+        "signin": None if missing else signin_url(request),
+        "error": error,
+        "link": _flag(link, "link"),
+    }
     return format_html(
         '<perspective-viewer{} style="{}" data-django-perspective="{}"></perspective-viewer>',
         format_html(' id="{}"', id) if id else "",
         DEFAULT_STYLE if style is None else style,
-        payload,
+        json.dumps(payload, cls=DjangoJSONEncoder),
     )

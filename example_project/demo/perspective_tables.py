@@ -1,4 +1,5 @@
-"""The demo's code-defined tables: a large static ``superstore`` and a live ``ticks``."""
+"""The demo's code-defined tables: a large static ``superstore``, a live ``ticks`` (both for
+anyone) and ``targets``, which signed-in users read and staff edit."""
 
 from __future__ import annotations
 
@@ -69,7 +70,12 @@ def superstore_columns(rows: int = SUPERSTORE_ROWS, seed: int = 2017) -> dict[st
     return columns
 
 
-@perspective_table("superstore", access="public")
+@perspective_table(
+    "superstore",
+    access="public",
+    title="Superstore orders",
+    description="100,000 generated orders, 2023-2024: the same rows on every start.",
+)
 def superstore() -> dict[str, list[Any]]:
     return superstore_columns()
 
@@ -85,13 +91,30 @@ def _tick(rng: random.Random, symbol: str, price: float) -> dict[str, Any]:
     }
 
 
-@perspective_table("ticks", index="symbol", access="public")
+@perspective_table("ticks", index="symbol", access="public", title="Live prices")
 def ticks() -> list[dict[str, Any]]:
     rng = random.Random(7)
     return [_tick(rng, symbol, 100.0 + 25 * i) for i, symbol in enumerate(SYMBOLS)]
 
 
 TICKS_PER_SECOND = 5
+
+
+@perspective_table(
+    "targets",
+    index="Region",
+    access="authenticated",
+    editable="staff",
+    title="Sales targets",
+    description="Signed-in users read it; staff may edit it.",
+)
+def targets() -> dict[str, list[Any]]:
+    return {
+        "Region": REGIONS,
+        "Target": [7_000_000.0, 7_500_000.0, 6_500_000.0, 8_000_000.0],
+        "Owner": ["Ana", "Ben", "Chloe", "Dev"],
+        "Reviewed": [False, False, False, False],
+    }
 
 
 @ticks.stream

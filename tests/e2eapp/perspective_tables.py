@@ -50,3 +50,53 @@ members = perspective_table("members", index="id", access="authenticated")(_smal
 staff_only = perspective_table("staff_only", index="id", access="staff")(_small)
 traders = perspective_table("traders", index="id", access="group:traders")(_small)
 editable = perspective_table("editable", index="id", access="public", editable="staff")(_small)
+
+
+
+# The scheduler's end-to-end tables (tests/test_scheduler_e2e.py), declared when E2E_SCHED is set.
+SCHED = bool(os.environ.get("E2E_SCHED"))
+STREAM_HZ = int(os.environ.get("E2E_STREAM_HZ", "0"))
+
+if SCHED:
+
+    @perspective_table("scratch", index="k", access="public", editable="public")
+    def scratch() -> dict[str, list]:
+        """Rows 0-9 for clients to write and read back; 1000+ belong to the stream."""
+        return {"k": list(range(10)), "v": [-1] * 10}
+
+    @perspective_table("trusted", access="public", expressions="full")
+    def trusted() -> dict[str, list]:
+        """Viewers may write any ExprTK expression here, loops included (the watchdog test's)."""
+        return {"n": list(range(10_000))}
+
+if SCHED and STREAM_HZ:
+
+    @scratch.stream
+    async def churn(table) -> None:
+        """Server-side writes to rows no client writes, ``E2E_STREAM_HZ`` times a second."""
+        import asyncio
+
+        n = 0
+        while True:
+            await table.aupdate([{"k": 1000 + n % 50, "v": n}])
+            n += 1
+            await asyncio.sleep(1 / STREAM_HZ)
+
+    @perspective_table("groups", index="id", access="public")
+    def groups() -> dict[str, list]:
+        return {"id": [0], "g": ["g0"], "x": [1.0]}
+
+    @groups.stream
+    async def new_groups(table) -> None:
+        """Every write adds a group value no view has seen: the 5.6.1 deadlock's trigger."""
+        import asyncio
+
+        n = 1
+        while True:
+            await table.aupdate([{"id": n, "g": f"g{n}", "x": float(n)}])
+            n += 1
+            await asyncio.sleep(1 / STREAM_HZ)
+if os.environ.get("E2E_ACCESS_TABLES"):  # tests/test_access.py: access lost on open connections
+    staff_spare = perspective_table("staff_spare", index="id", access="staff")(_small)
+    group_feed = perspective_table("group_feed", index="id", access="group:feeders", editable="staff")(_small)
+    perm_feed = perspective_table("perm_feed", index="id", access="perm:auth.view_group")(_small)

@@ -15,9 +15,9 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from django.contrib.auth.models import AnonymousUser
 
@@ -28,6 +28,8 @@ from django_perspective.guard import UNSUBSCRIBE
 
 from .frames import World
 from .journal import Journal
+
+T = TypeVar("T")
 
 TABLE = "fuzz"
 EDITABLE = "fuzz_edit"
@@ -172,6 +174,21 @@ class _Immediate:
     def call_soon_threadsafe(fn: Callable[..., Any], *args: Any) -> None:
         fn(*args)
 
+    @staticmethod
+    def create_task(coroutine: Coroutine[Any, Any, T]) -> _Done[T]:
+        return _Done(_drive(coroutine))
+
+
+class _Done(Generic[T]):
+    """A task that has already finished: awaiting it gives its value."""
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self.value
+        yield  # a generator: awaiting finishes at once
+
 
 class _InlineLane:
     """Runs each call at once: the caller is on the engine thread."""
@@ -181,6 +198,10 @@ class _InlineLane:
         fn(*args)
 
     call = read
+
+    @staticmethod
+    def over_budget() -> str | None:
+        return None  # the fuzzer measures the guard, not the engine time budget
 
 
 class _Counted:
@@ -211,12 +232,12 @@ def _sync(fn: Callable[[str], bool]) -> Callable[[str], Awaitable[bool]]:
     return ask
 
 
-def _drive(coroutine: Coroutine[Any, Any, Any]) -> None:
+def _drive(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine that never waits (every await here completes at once)."""
     try:
         coroutine.send(None)
-    except StopIteration:
-        return
+    except StopIteration as done:
+        return done.value
     coroutine.close()
     raise AssertionError("the consumer waited outside the engine thread")
 
@@ -238,7 +259,8 @@ class Unplugged(PerspectiveConsumer):
         self._max_request = 0
         self._lane = _InlineLane()  # type: ignore[assignment]
         self.answers: list[bytes] = []
-        assert self._admit() == 0
+        self._subscriptions = {}
+        assert _drive(self._admit()) == 0
         user = self.scope["user"]
         self.guard.can_read = _sync(lambda name: access.can_read(user, name))
         self.guard.can_update = _sync(lambda name: access.can_update(user, name))
@@ -305,10 +327,11 @@ class Direct:
         (answer,) = self.control.answers
         return answer
 
-    def run(self, frames: list[bytes], client_tables: bool) -> None:
-        self.engine.run(self._run, frames, client_tables)
+    def run(self, frames: list[bytes], client_tables: bool, answers: Callable[[bytes], None] | None = None) -> None:
+        """One connection's frames, then its close and the checks; ``answers`` sees its answers."""
+        self.engine.run(self._run, frames, client_tables, answers)
 
-    def _run(self, frames: list[bytes], client_tables: bool) -> None:
+    def _run(self, frames: list[bytes], client_tables: bool, answers: Callable[[bytes], None] | None) -> None:
         counts = self.counts
         if self.journal is not None:
             self.journal.example(client_tables)
@@ -322,6 +345,9 @@ class Direct:
                 expected[msg_id] = data
             conn.send(data)
         conn.close()
+        if answers is not None:
+            for answer in conn.answers:
+                answers(answer)
         answered = {answer_id(answer) for answer in conn.answers}
         counts["errors"] += sum(protocol.parse_envelope(a).kind == protocol.SERVER_ERROR for a in conn.answers if _has_body(a))
         missing = sorted(set(expected) - answered)

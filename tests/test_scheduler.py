@@ -1,0 +1,247 @@
+"""The engine's scheduler: fair lanes, the poll rule, the budget and the watchdog, in-process."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from django_perspective import schema
+from django_perspective.engine import Engine, Lane
+from django_perspective.scheduler import Budget
+
+
+@pytest.fixture
+def engine():
+    engine = Engine(poll_interval=0.05, concurrent_reads=True, call_timeout=0)
+    yield engine
+    engine.shutdown(timeout=10)
+
+
+def test_the_engine_polls_a_server_side_update_before_the_next_make_view(engine):
+    """Perspective alone hangs in server.poll() after update -> grouped make_view (in most
+    runs of the issue's reproducer); without the engine's poll rule these rounds hang."""
+
+    def rounds() -> list[int]:
+        sizes = []
+        for n in range(50):
+            name = f"t{n}"
+            engine.host(name, {"id": "integer", "side": "string", "price": "float"}, index="id")
+            table = engine.open_table(name)  # no flush: the write path, as streams and api.update use
+            v1 = table.view(group_by=["side"], columns=["price"])
+            table.update([{"id": i, "side": "buy" if i % 2 else "sell", "price": 20.0} for i in range(5)])
+            v2 = table.view(group_by=["side"], columns=["price"])
+            engine.server.poll()
+            sizes.append(v2.num_rows())
+            v1.delete()
+            v2.delete()
+        return sizes
+
+    assert engine.submit(rounds).result(timeout=60) == [3] * 50
+
+
+def test_a_session_make_view_after_a_server_side_update_does_not_hang(engine):
+    """The same order with the view made by a connection's session, as the consumer sends it."""
+    import perspective
+
+    answers: list[bytes] = []
+    engine.run(lambda: engine.host("s", {"id": "integer", "side": "string", "price": "float"}, index="id"))
+    session = engine.run(lambda: engine.new_session(lambda r: remote.handle_response(r)))
+    lane = Lane(engine, label="test")
+    remote = perspective.Client(lambda frame: lane.call(session.handle_request, bytes(frame)) or answers.append(frame))
+
+    def remote_rounds() -> int:
+        table = remote.open_table("s")
+        for n in range(30):
+            v1 = table.view(group_by=["side"], columns=["price"])
+            engine.run(lambda n=n: engine.open_table("s").update([{"id": n, "side": f"side{n}", "price": 1.0}]))
+            v2 = table.view(group_by=["side"], columns=["price"])
+            assert v2.num_rows() == n + 2  # the total row and every side so far: it read the write
+            v1.delete()
+            v2.delete()
+        return n
+
+    worker = threading.Thread(target=lambda: answers.append(remote_rounds()))
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the engine hung"
+    assert answers[-1] == 29
+
+
+def test_another_lanes_backlog_delays_a_call_by_at_most_one_call(engine):
+    order: list[str] = []
+    gate = threading.Event()
+    busy, bystander = Lane(engine, label="busy"), Lane(engine, label="bystander")
+    busy.call(gate.wait, 5)  # hold the engine thread while both queue up
+    for i in range(20):
+        busy.call(lambda i=i: (time.sleep(0.01), order.append(f"busy {i}")))
+    bystander.call(lambda: order.append("bystander"))
+    gate.set()
+    engine.run(lambda: None)
+    deadline = time.monotonic() + 10
+    while len(order) < 21 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert order.index("bystander") <= 1, order
+
+
+def test_reads_take_turns_on_the_reader_thread_too(engine):
+    order: list[str] = []
+    gate = threading.Event()
+    busy, bystander = Lane(engine, label="busy"), Lane(engine, label="bystander")
+    busy.read(gate.wait, 5)
+    time.sleep(0.05)  # the reader holds busy's first read
+    for i in range(20):
+        busy.read(lambda i=i: (time.sleep(0.01), order.append((f"busy {i}", threading.current_thread().name))))
+    bystander.read(lambda: order.append(("bystander", threading.current_thread().name)))
+    gate.set()
+    deadline = time.monotonic() + 10
+    while len(order) < 21 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    names = [name for name, _ in order]
+    assert names.index("bystander") <= 1, names
+    assert {thread for _, thread in order} == {"perspective-reader"}
+
+
+def test_the_servers_own_work_keeps_its_order(engine):
+    seen: list[int] = []
+    futures = [engine.submit(seen.append, i) for i in range(500)]
+    futures[-1].result(timeout=10)
+    assert seen == list(range(500))
+
+
+def test_a_read_waits_for_the_engine_thread_while_a_write_awaits_its_poll():
+    engine = Engine(poll_interval=30, concurrent_reads=True, call_timeout=0)  # the pacer would wait 30 s
+    try:
+        engine.run(lambda: engine.host("w", [{"k": 1, "v": 1}], index="k"))
+        engine.run(engine.flush)
+        lane = Lane(engine, label="reader")
+        threads: list[str] = []
+        lane.read(lambda: threads.append(threading.current_thread().name))
+        engine.run(lambda: engine.open_table("w").update([{"k": 1, "v": 2}]))  # a server-side write, unpolled
+        lane.read(lambda: threads.append(threading.current_thread().name))
+        engine.run(lambda: None)
+        deadline = time.monotonic() + 5
+        while len(threads) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert threads == ["perspective-reader", "perspective-engine"]
+    finally:
+        engine.shutdown(timeout=10)
+
+
+def test_a_connections_write_is_visible_to_its_next_read_without_waiting_for_the_pacer():
+    import perspective
+
+    engine = Engine(poll_interval=30, concurrent_reads=True, call_timeout=0)
+    try:
+        engine.run(lambda: engine.host("rw", [{"k": 0, "v": -1}], index="k"))
+        session = engine.run(lambda: engine.new_session(lambda r: remote.handle_response(r)))
+        lane = Lane(engine, label="writer")
+
+        def send(frame: bytes) -> None:
+            read = schema.is_read(schema.decode(bytes(frame)))
+            (lane.read if read else lane.call)(session.handle_request, bytes(frame))
+
+        remote = perspective.Client(send)
+        result: list[int] = []
+
+        def rounds() -> None:
+            table = remote.open_table("rw")
+            view = table.view(columns=["v"])
+            for i in range(300):
+                table.update([{"k": 0, "v": i}])
+                result.append(int(view.to_columns()["v"][0] != i))
+
+        worker = threading.Thread(target=rounds)
+        worker.start()
+        worker.join(60)
+        assert len(result) == 300 and sum(result) == 0
+    finally:
+        engine.shutdown(timeout=10)
+
+
+def test_the_budget_drains_and_names_the_setting():
+    budget = Budget(6)  # 6 s per minute: 0.1 s drains per second
+    assert budget.exceeded() is None
+    budget.charge(6.5)
+    message = budget.exceeded()
+    assert message is not None and "ENGINE_TIME_BUDGET allows 6 s per minute" in message
+    assert Budget(0).exceeded() is None
+    budget._stamp -= 10  # ten seconds later 1 s has drained
+    assert budget.exceeded() is None
+
+
+def test_every_lane_call_is_charged_to_its_lane(engine):
+    lane = Lane(engine, label="heavy", budget=0.06)  # 1 ms per second
+    lane.call(time.sleep, 0.2)
+    lane.read(time.sleep, 0.2)
+    engine.run(lambda: None)
+    deadline = time.monotonic() + 5
+    while lane.pending() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert lane.budget.used() >= 0.39
+    assert "engine time budget exceeded" in (lane.over_budget() or "")
+
+
+def test_the_watchdog_reports_a_call_past_the_timeout_with_its_request(caplog):
+    engine = Engine(poll_interval=0, concurrent_reads=False, call_timeout=0.2)
+    try:
+        lane = Lane(engine, label="user=7 client=10.0.0.1:5000")
+
+        def slow() -> None:
+            from django_perspective.scheduler import note
+
+            note("request kind=6 entity='orders'")
+            time.sleep(1.2)
+
+        with caplog.at_level(logging.ERROR, logger="django_perspective.engine"):
+            lane.call(slow)
+            time.sleep(0.8)
+            stalled = engine.stalled()
+            assert stalled and "kind=6" in stalled[0]
+            engine.run(lambda: None)
+        assert engine.stalled() == []
+        line = next(r.getMessage() for r in caplog.records if "engine call running" in r.getMessage())
+        assert "kind=6 entity='orders'" in line and "user=7 client=10.0.0.1:5000" in line
+    finally:
+        engine.shutdown(timeout=10)
+
+
+def test_a_stuck_engine_thread_does_not_keep_the_interpreter_alive():
+    script = """
+import threading, time
+from django.conf import settings
+settings.configure(PERSPECTIVE={"HOST_ON_START": False}, INSTALLED_APPS=[])
+import django; django.setup()
+from django_perspective import engine as engine_module
+engine = engine_module.get_engine()
+engine.submit(time.sleep, 3600)
+# A non-daemon thread waits for the engine, as a sync view in Engine.run() would.
+threading.Thread(target=lambda: engine.run(lambda: None)).start()
+time.sleep(0.2)
+print("exiting", flush=True)
+"""
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", script], check=False, timeout=60, capture_output=True, text=True)
+    assert "exiting" in result.stdout
+    assert time.monotonic() - started < 30
+    assert result.returncode == 1
+    assert "exiting with an engine call still running" in result.stderr
+
+
+def test_the_lane_with_the_least_recent_engine_time_goes_next(engine):
+    order: list[str] = []
+    heavy, light = Lane(engine, label="heavy"), Lane(engine, label="light")
+    heavy.call(time.sleep, 0.1)  # holds the engine thread while both queue up
+    for i in range(10):
+        heavy.call(lambda i=i: (time.sleep(0.03), order.append(f"heavy {i}")))
+    for i in range(5):
+        light.call(lambda i=i: order.append(f"light {i}"))
+    deadline = time.monotonic() + 10
+    while len(order) < 15 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # Round-robin would interleave them; by load, the light lane's calls all go first.
+    assert order[:5] == [f"light {i}" for i in range(5)], order
