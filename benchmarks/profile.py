@@ -1,0 +1,120 @@
+"""Where a server's CPU goes per request: ``python -m benchmarks.profile [--server daphne] [--seconds 20]``.
+
+Starts one server of ``benchmarks.run`` (daphne by default), drives the 20-client
+``throughput`` workload at it while ``py-spy`` samples the server process, and prints the
+share of samples by layer (ours, channels, daphne, autobahn, twisted, asyncio, the engine)
+and the functions with the most samples of their own. This is how the per-message cost of
+each layer was found; the ratios themselves come from ``benchmarks.run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from tests.servers import migrate
+
+from . import workloads
+from .servers import servers
+
+LAYERS = (
+    ("django_perspective/", "ours"),
+    ("/channels/", "channels"),
+    ("/daphne/", "daphne"),
+    ("/autobahn/", "autobahn"),
+    ("/txaio/", "autobahn"),
+    ("/twisted/", "twisted"),
+    ("/uvicorn/", "uvicorn"),
+    ("/websockets/", "websockets"),
+    ("/tornado/", "tornado"),
+    ("/asyncio/", "asyncio"),
+    ("/perspective/", "engine"),
+    ("/logging/", "logging"),
+    ("/asgiref/", "asgiref"),
+    ("/django/", "django"),
+)
+
+
+def layer(frame: str) -> str:
+    for needle, name in LAYERS:
+        if needle in frame:
+            return name
+    return "other"
+
+
+def summarize(raw: Path, top: int) -> str:
+    """Self samples by layer (the innermost frame of ours or a library) and by function."""
+    by_layer: Counter[str] = Counter()
+    by_function: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [f for f in stack.split(";") if f and not f.startswith("process ") and not f.startswith("thread ")]
+        if not frames:
+            continue
+        n = int(count)
+        total += n
+        leaf = frames[-1]
+        named = next((f for f in reversed(frames) if layer(f) != "other"), leaf)
+        by_layer[layer(named)] += n
+        by_function[leaf] += n
+    out = [f"{total} samples"]
+    out += [f"  {name:<11} {n / total:6.1%}" for name, n in by_layer.most_common()]
+    out.append("functions with the most samples of their own:")
+    out += [f"  {n / total:6.1%}  {name}" for name, n in by_function.most_common(top)]
+    return "\n".join(out)
+
+
+async def drive(server_url: str, http: str, pid: int, seconds: float) -> dict[str, float]:
+    target = workloads.Target("profiled", server_url, http, pid)
+    await target.setup()
+    try:
+        return await workloads.throughput(target, seconds)
+    finally:
+        await target.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server", default="daphne", choices=["tornado", "daphne", "uvicorn"])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--native", action="store_true", help="sample C frames too (py-spy --native)")
+    args = parser.parse_args()
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        print("py-spy is not installed: pip install -e '.[bench]'", file=sys.stderr)
+        return 2
+    proc = next(s for s in servers(args.rows) if s.key == args.server)
+    with tempfile.TemporaryDirectory() as tmp:
+        log_dir = Path(tmp)
+        migrate({"DJANGO_SQLITE_PATH": str(log_dir / "bench.sqlite3")}, settings="benchmarks.settings")
+        proc.start(log_dir)
+        raw = log_dir / "profile.txt"
+        try:
+            record = subprocess.Popen(
+                [spy, "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "250",
+                 "--output", str(raw), "--duration", str(int(args.seconds) + 15), "--nonblocking",
+                 *(["--native"] if args.native else [])],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            result = asyncio.run(drive(proc.url, proc.http, proc.pid, args.seconds))
+            record.wait()
+        finally:
+            proc.stop()
+        print(f"{args.server}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items()))
+        print(summarize(raw, args.top))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
