@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import perspective
 
-from . import conf, protocol, scheduler
+from . import conf, memory, presence, protocol, scheduler
 from .catalog import Catalog
 from .data import encode
 
@@ -334,9 +334,14 @@ class Engine:
         return Session(self, callback)
 
     def close_session(self, session: Session) -> None:
-        """Close a session, deleting its views and subscriptions (engine thread only)."""
+        """Close a session, deleting its views and subscriptions (engine thread only).
+
+        After the last connection's, freed memory goes back to the OS (``memory.trim``).
+        """
         self.flush()
         session.close()
+        if not presence.count():
+            memory.trim()
 
     def start(self) -> None:
         """Host the tables the ``on_start`` hooks know, once per engine, on first use."""
