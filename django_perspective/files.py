@@ -179,13 +179,19 @@ def _parquet(fh: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     return parquet.schema_arrow, parquet.iter_batches()
 
 
-def _ndjson(fh: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-    from pyarrow import json as pajson
-
-    _check_text(fh, "NDJSON")
+def _read_text(fh: Any, kind: str) -> Any:
+    """The whole file, once it is known to be text and not empty."""
+    _check_text(fh, kind)
     data = fh.read()
     if not data.strip():
         raise field_error("The file is empty.", "file")
+    return data
+
+
+def _ndjson(fh: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    from pyarrow import json as pajson
+
+    data = _read_text(fh, "NDJSON")
     try:
         table = pajson.read_json(pa.BufferReader(data))
     except pa.ArrowInvalid as exc:
@@ -195,10 +201,7 @@ def _ndjson(fh: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
 
 def _json(fh: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """A JSON array of records or an object of columns (parsed whole: JSON has no stream form)."""
-    _check_text(fh, "JSON")
-    raw = fh.read()
-    if not raw.strip():
-        raise field_error("The file is empty.", "file")
+    raw = _read_text(fh, "JSON")
     try:
         value = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
     except UnicodeDecodeError:
