@@ -89,6 +89,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--native", action="store_true", help="sample C frames too (py-spy --native)")
+    parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
@@ -104,7 +105,7 @@ def main() -> int:
             record = subprocess.Popen(
                 [spy, "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "250",
                  "--output", str(raw), "--duration", str(int(args.seconds) + 15), "--nonblocking",
-                 *(["--native"] if args.native else [])],
+                 *(["--native"] if args.native else []), *(["--gil"] if args.gil else [])],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             result = asyncio.run(drive(proc.url, proc.http, proc.pid, args.seconds))

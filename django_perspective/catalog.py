@@ -123,6 +123,11 @@ class Catalog:
     def forget_view(self, view_id: str) -> None:
         self._dimensions.pop(view_id, None)
 
+    def known_dimensions(self, view_id: str) -> Dimensions | None:
+        """The view's size if already known since the last poll; never asks the engine."""
+        known = self._dimensions.get(view_id)
+        return known[1] if known is not None and known[0] == self.polls else None
+
     def dimensions(self, view_id: str) -> Dimensions | None:
         """The view's current size, or None when no such view exists."""
         polls = self.polls

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,7 +24,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import access, backpressure, conf, presence, principals, protocol, proxies, schema
 from .engine import Engine, Lane, get_engine
-from .guard import Guard, Limits
+from .guard import Guard, Limits, is_small_read
 from .tokens import Grant, InvalidToken, read_token
 
 logger = logging.getLogger("django_perspective.consumers")
@@ -99,6 +100,8 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             return
         self._engine = self.engine or get_engine()
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._inline_cells = conf.get("INLINE_READ_CELLS") if conf.get("CONCURRENT_READS") else 0
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self._outbox_bytes = 0
         self._max_outbox = conf.get("MAX_OUTBOX_BYTES")
@@ -362,7 +365,8 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             self.refuse(request.msg_id, request.entity_id, over, request.kind.name)
             return
         if schema.is_read(request):
-            self._lane.read(self._handle, request)
+            if not (self._is_small(request) and self._lane.read_now(self._handle, request)):
+                self._lane.read(self._handle, request)
         else:
             if (
                 request.kind.name == "get_hosted_tables"
@@ -372,6 +376,14 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
                 # on_hosted_tables_update: what this connection sees now, to compare with later
                 self._subscriptions[request.msg_id] = self._loop.create_task(self._visible_tables())
             self._lane.call(self._handle, request)
+
+    def _is_small(self, request: schema.Request) -> bool:
+        """Cheap enough to answer on the event loop (``INLINE_READ_CELLS``)."""
+        cells = self._inline_cells
+        if not cells:
+            return False
+        dims = self._engine.catalog.known_dimensions(request.entity_id) if request.kind.scope == "view" else None
+        return is_small_read(request, dims, cells)
 
     def refuse(self, msg_id: int, entity_id: str, reason: str, kind: str = "") -> None:
         """Answer request ``msg_id`` with a Perspective error: the client's call fails with it."""
@@ -495,6 +507,9 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         if holding is not None and _msg_id(response) == holding[0]:
             holding[1].append(response)
             return
+        if threading.get_ident() == self._loop_thread:  # a read answered on the loop itself
+            self._loop.call_soon(self._enqueue, response)
+            return
         try:
             self._loop.call_soon_threadsafe(self._enqueue, response)
         except RuntimeError:  # the event loop has closed under a dying connection
@@ -562,6 +577,7 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             f"of {self._max_response} bytes (raise DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE and "
             "daphne's --websocket-max-message-size, or request fewer rows)",
         )
+
 
 
 def _msg_id(frame: bytes) -> int:

@@ -132,6 +132,7 @@ class Engine:
         self._poll_requested = False  # Perspective asked for a poll (it does after every request)
         self._writes_pending = False  # a write was handled since the last poll
         self._last_poll = 0.0
+        self._polling = False  # the engine thread is inside server.poll()
         self._closed = False
         self._worker = scheduler.Worker("perspective-engine", chore=self._paced_poll)
         # Pure reads may run on this one reader thread while the engine thread builds another
@@ -181,6 +182,23 @@ class Engine:
 
     def _reader_admit(self, _task: scheduler.Task) -> scheduler.Worker | None:
         return self._worker if self._writes_pending else None
+
+    def read_now(self, lane: scheduler.Lane, fn: Callable[..., Any], *args: Any) -> bool:
+        """Run a cheap read on the calling thread (the event loop) if nothing could make it wait.
+
+        Only while no write waits for its poll, the engine thread is not polling and the
+        reader's lock comes free within half a millisecond (the reader finishing a small
+        read; never a multi-step change): so the read runs as it would on the reader, minus
+        two thread hand-offs and the GIL's ping-pong. False: queue it as usual.
+        """
+        if self._reader is None or self._writes_pending or self._polling:
+            return False
+        if not self._exclusive.acquire(timeout=0.0005):
+            return False
+        try:
+            return not self._writes_pending and lane.run_here(fn, *args)
+        finally:
+            self._exclusive.release()
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """Queue ``fn(*args)`` on the engine thread, in the server's lane; never blocks."""
@@ -270,11 +288,16 @@ class Engine:
 
     def _poll(self) -> None:
         with self._poll_lock:
+            wrote, self._writes_pending = self._writes_pending, False
             self._poll_requested = False
-            self._writes_pending = False
             self._last_poll = time.monotonic()
-        self.server.poll()
-        self.catalog.polled()
+        self._polling = True
+        try:
+            self.server.poll()
+        finally:
+            self._polling = False
+        if wrote:  # a poll after reads alone changes no view's size
+            self.catalog.polled()
 
     def flush(self) -> None:
         """Apply pending writes now (engine thread only).
@@ -493,6 +516,11 @@ class Lane(scheduler.Lane):
         if budget is None:
             budget = conf.get("ENGINE_TIME_BUDGET")
         super().__init__(engine._route, label=label, budget=budget)
+        self._engine = engine
+
+    def read_now(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """Run a cheap read here and now when the engine is free for it (``Engine.read_now``)."""
+        return self._engine.read_now(self, fn, *args)
 
 
 _engine: Engine | None = None

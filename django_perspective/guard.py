@@ -46,6 +46,11 @@ MAX_VALUES = 10_000  # values of one "in" filter
 MAX_NAME = 1024  # characters of a view id or column name
 MAX_SUBSCRIPTIONS = 1024
 CSV_HEADER_LIMIT = 65536  # bytes of a CSV payload read for its header
+# Reads that cost next to nothing whatever the table's size.
+SMALL_READS = frozenset({
+    "get_features", "table_schema", "table_size", "view_dimensions", "view_expression_schema",
+    "view_get_config", "view_schema",
+})
 VIEWPORT_KINDS = frozenset({"view_to_arrow", "view_to_columns_string", "view_to_csv", "view_to_rows_string", "view_to_ndjson_string"})
 CREATE_KINDS = frozenset({"make_table", "make_join_table"})
 WRITE_KINDS = frozenset({"table_update", "table_remove", "table_replace", "table_delete"})
@@ -567,6 +572,27 @@ def _count(items: Any, where: str, limit: int = MAX_TERMS) -> None:
 def _ordered(span: dict[str, int], start: str, end: str) -> None:
     if start in span and end in span and span[start] > span[end]:
         raise Refused(f"{start} {span[start]} is after {end} {span[end]}")
+
+
+def is_small_read(request: Request, dims: Dimensions | None, max_cells: int) -> bool:
+    """A read whose cost is known to be small: metadata, or a window of at most ``max_cells``.
+
+    ``dims`` is the view's size if known; a window of a view of unknown size is not small.
+    """
+    name = request.kind.name
+    if name in SMALL_READS:
+        return True
+    if name not in VIEWPORT_KINDS or dims is None:
+        return False
+    viewport = request.body.get("viewport", {})
+    rows = _span(viewport, "start_row", "end_row", dims.rows)
+    cols = _span(viewport, "start_col", "end_col", dims.columns)
+    return rows * max(cols, 1) <= max_cells
+
+
+def _span(span: dict[str, int], start: str, end: str, size: int) -> int:
+    last = min(span.get(end, size), size)
+    return last - min(span.get(start, 0), last)
 
 
 def _clamp(span: dict[str, int], start: str, end: str, size: int) -> int:

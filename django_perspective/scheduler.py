@@ -151,6 +151,32 @@ class Lane:
         with self._lock:
             return len(self._tasks)
 
+    def run_here(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """Run ``fn(*args)`` on the calling thread now if the lane is idle; False if it is not.
+
+        The lane counts as busy meanwhile, so nothing of its own runs beside it, and the
+        call is charged like one a worker ran. Calls queued meanwhile go to their worker after.
+        """
+        with self._lock:
+            if self._active:
+                return False
+            self._active = True
+        started = time.monotonic()
+        try:
+            fn(*args)
+        except Exception:  # as on a worker: the caller's loop must outlive any call
+            logger.exception("engine call %s failed", getattr(fn, "__name__", "call"))
+        finally:
+            elapsed = time.monotonic() - started
+            self.budget.charge(elapsed)
+            self.load.add(elapsed)
+            with self._lock:
+                head = self._tasks[0] if self._tasks else None
+                self._active = head is not None
+            if head is not None:
+                self._router(head).put(self)
+        return True
+
     def _push(self, task: Task) -> None:
         with self._lock:
             self._tasks.append(task)

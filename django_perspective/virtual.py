@@ -38,5 +38,8 @@ class DatabaseConsumer(PerspectiveConsumer):
             return f"Unknown table {request.entity_id!r}"
         return await super().check_request(request)
 
+    def _is_small(self, request: schema.Request) -> bool:
+        return False  # a statement's cost is the database's to know: never on the event loop
+
     def log_context(self, **fields: Any) -> dict[str, Any]:
         return super().log_context(database=True, **fields)

@@ -245,3 +245,80 @@ def test_the_lane_with_the_least_recent_engine_time_goes_next(engine):
         time.sleep(0.01)
     # Round-robin would interleave them; by load, the light lane's calls all go first.
     assert order[:5] == [f"light {i}" for i in range(5)], order
+
+
+def test_a_small_read_runs_on_the_calling_thread_only_when_nothing_could_make_it_wait():
+    engine = Engine(poll_interval=30, concurrent_reads=True, call_timeout=0)  # writes stay unpolled
+    try:
+        engine.run(lambda: engine.host("n", [{"k": 1, "v": 1}], index="k"))
+        engine.run(engine.flush)
+        lane, other = Lane(engine, label="a"), Lane(engine, label="b")
+        ran: list[str] = []
+
+        def here() -> None:
+            ran.append(threading.current_thread().name)
+
+        assert lane.read_now(here) and ran == ["MainThread"]
+        lane.call(time.sleep, 0.3)  # the lane's own call first: never overtaken
+        assert not lane.read_now(here)
+        other.read(time.sleep, 0.3)  # the reader is busy past the short wait for its lock
+        time.sleep(0.05)
+        assert not other.read_now(here) and not Lane(engine, label="c").read_now(here)
+        time.sleep(0.4)
+        engine.run(lambda: engine.open_table("n").update([{"k": 1, "v": 2}]))  # unpolled write
+        assert not Lane(engine, label="d").read_now(here)
+        engine.run(engine.flush)
+        assert Lane(engine, label="e").read_now(here)
+        assert ran == ["MainThread", "MainThread"]
+    finally:
+        engine.shutdown(timeout=10)
+
+
+def test_a_read_run_here_is_charged_and_what_it_queued_runs_after_it(engine):
+    lane = Lane(engine, label="here")
+    order: list[str] = []
+
+    def read() -> None:
+        lane.call(lambda: order.append(threading.current_thread().name))
+        time.sleep(0.05)
+        order.append("read")
+
+    assert lane.run_here(read)
+    engine.run(lambda: None)
+    deadline = time.monotonic() + 5
+    while len(order) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert order == ["read", "perspective-engine"]
+    assert lane.budget.used() >= 0.04
+
+
+def test_view_sizes_stay_known_across_polls_that_follow_reads_alone(engine):
+    engine.run(lambda: engine.host("k", [{"k": n, "v": n} for n in range(10)], index="k"))
+    session = engine.run(lambda: engine.new_session(lambda _r: None))
+    frame = schema.encode(schema.Request(1, "k", schema.BY_NAME["make_view"], {"view_id": "kv", "config": {}}))
+    engine.run(session.handle_request, frame)
+    engine.run(engine.flush)
+    assert engine.run(engine.catalog.dimensions, "kv").rows == 10
+    engine.run(engine._poll)  # nothing written: the size cannot have changed
+    assert engine.catalog.known_dimensions("kv").rows == 10
+    engine.run(lambda: engine.open_table("k").update([{"k": 99, "v": 0}]))
+    engine.run(engine.flush)
+    assert engine.catalog.known_dimensions("kv") is None
+    assert engine.run(engine.catalog.dimensions, "kv").rows == 11
+
+
+def test_only_metadata_and_windows_of_known_small_size_count_as_small_reads():
+    from django_perspective.catalog import Dimensions
+    from django_perspective.guard import is_small_read
+
+    def request(kind: str, body: dict) -> schema.Request:
+        return schema.Request(1, "v", schema.BY_NAME[kind], body)
+
+    dims = Dimensions(1_000_000, 5, 1_000_000, 10)
+    window = {"viewport": {"start_row": 100, "end_row": 150}}
+    assert is_small_read(request("view_to_columns_string", window), dims, 500)
+    assert not is_small_read(request("view_to_columns_string", window), dims, 499)
+    assert not is_small_read(request("view_to_columns_string", window), None, 10**9)  # size unknown
+    assert not is_small_read(request("view_to_arrow", {}), dims, 5000)  # the whole view
+    assert not is_small_read(request("view_get_min_max", {"column_name": "v"}), dims, 10**9)  # a scan
+    assert is_small_read(request("view_schema", {}), None, 1)
