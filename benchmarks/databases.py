@@ -2,10 +2,11 @@
 
     flock /tmp/fullsuite.lock .venv/bin/python -m benchmarks.databases --rows 10000000
 
-Two daphne processes over one DuckDB file: one serves it as a database table (nothing is
-copied), one also hosts the same rows in the in-memory engine. Reported: each process's RSS
-before and after the table is opened and a grouped view built, the grouped view's build
-time and the median of 20 viewport reads (100 rows) of a flat sorted view.
+Daphne processes over the same rows: one serves a DuckDB file as a database table (nothing
+is copied), one the same rows in the machine's PostgreSQL (``--pg``), one hosts them in the
+in-memory engine. Reported: each process's RSS before and after the table is opened and a
+grouped view built, the grouped view's build time and the median of 20 viewport reads
+(100 rows) of a flat sorted view. Written to ``benchmarks/results/databases.json``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import time
 from pathlib import Path
 
 from tests.servers import DaphneProcess, connect, make_user, migrate, rss_kib
-from tests.test_databases import SETTINGS, make_events
+from tests.databases_data import make_events, pg_events
+from tests.test_databases import SETTINGS
 
 GROUPED = dict(columns=["amount", "qty"], group_by=["region", "category"], aggregates={"amount": "sum", "qty": "sum"})
 
@@ -51,7 +53,7 @@ async def measure(server: DaphneProcess, url: str, table_name: str, cookie: dict
         }
 
 
-async def main(rows: int, in_memory: bool) -> None:
+async def main(rows: int, in_memory: bool, pg_rows: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-db-"))
     duck = work / "events.duckdb"
     make_events(duck, rows)
@@ -60,16 +62,21 @@ async def main(rows: int, in_memory: bool) -> None:
     cookie = {"Cookie": f"sessionid={make_user(env, 'bench', settings=SETTINGS)}"}
     results = {}
     with DaphneProcess(work / "database.log", env=env, settings=SETTINGS) as server:
-        results["database"] = await measure(server, server.ws_url + "db/", "events", cookie)
+        results["duckdb"] = await measure(server, server.ws_url + "db/", "events", cookie)
+    if pg_rows:
+        with pg_events(pg_rows) as pg, DaphneProcess(work / "pg.log", env={**env, "DB_PG_NAME": pg["dbname"]}, settings=SETTINGS) as server:
+            results["postgres"] = await measure(server, server.ws_url + "db/", "pg_events", cookie)
     if in_memory:
         with DaphneProcess(work / "memory.log", env={**env, "DB_ALSO_IN_MEMORY": "1"}, settings=SETTINGS) as server:
             results["in_memory"] = await measure(server, server.ws_url, "events_memory", cookie)
     print(json.dumps(results, indent=2))
+    (Path(__file__).resolve().parent / "results" / "databases.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--no-in-memory", action="store_true", help="only the database table (large row counts)")
+    parser.add_argument("--pg", type=int, default=0, metavar="ROWS", help="also a PostgreSQL table of ROWS rows")
     args = parser.parse_args()
-    asyncio.run(main(args.rows, not args.no_in_memory))
+    asyncio.run(main(args.rows, not args.no_in_memory, args.pg))

@@ -81,7 +81,22 @@ def quote(name: str) -> str:
 
 
 class Backend:
-    """One database: a bounded pool of read-only connections (schema reads), and cursors."""
+    """One database: a bounded pool of read-only connections (schema reads), and cursors.
+
+    ``keeps_views``: a session keeps its views in the database as temporary objects on a
+    cursor of its own (DuckDB); otherwise a view is SQL kept in memory and every statement
+    runs on a pooled connection with the session's scope bound to it (PostgreSQL, whose
+    read-only transactions create nothing). ``pivots``: the SQL has DuckDB's ``PIVOT``
+    for ``split_by``; otherwise split columns are filtered aggregates of their own.
+    """
+
+    keeps_views = True
+    pivots = True
+    builder_config: dict[str, str] = {"row_id_expr": "(SELECT NULL)"}  # a query's rows: its own order
+    # A plain table's unsorted flat views keep the table's order: its row id (``row_id``),
+    # passed through the session's relation as __psp_row.
+    table_builder_config: dict[str, str] | None = {"row_id_expr": '"__psp_row"'}
+    row_id = "rowid"
 
     def __init__(self) -> None:
         self._pool: queue.Queue[Any] | None = None
@@ -91,7 +106,12 @@ class Backend:
     def connect(self) -> Any:
         raise NotImplementedError
 
-    def placeholder(self, name: str) -> str:
+    def placeholder(self, name: str, kind: str) -> str:
+        """SQL reading bound value ``name`` (of Perspective type ``kind``) inside the database."""
+        raise NotImplementedError
+
+    def literal(self, value: Any) -> str:
+        """``value`` (read from this database) as a SQL literal."""
         raise NotImplementedError
 
     def execute(self, conn: Any, sql: str, params: dict[str, Any], timeout: float) -> Any:
@@ -143,6 +163,11 @@ class Backend:
         with self.connection() as conn:
             return self.execute(conn, sql, params, timeout)
 
+    def _timed_out(self, timeout: float) -> DatabaseError:
+        return DatabaseError(
+            f"the query ran longer than {timeout:g}s (PERSPECTIVE['DATABASE_STATEMENT_TIMEOUT']) and was stopped"
+        )
+
     def close(self) -> None:
         with self._lock:
             pool, self._pool, self._made = self._pool, None, 0
@@ -175,7 +200,7 @@ class DuckDBBackend(Backend):
                     self._db.execute("SET lock_configuration = true")
             return self._db.cursor()
 
-    def placeholder(self, name: str) -> str:
+    def placeholder(self, name: str, kind: str) -> str:
         return f"${name}"
 
     def execute(self, conn: Any, sql: str, params: dict[str, Any], timeout: float) -> Any:
@@ -187,9 +212,7 @@ class DuckDBBackend(Backend):
             return conn.execute(sql, params or None).to_arrow_table()
         except Exception as exc:
             if type(exc).__name__ == "InterruptException":
-                raise DatabaseError(
-                    f"the query ran longer than {timeout:g}s (PERSPECTIVE['DATABASE_STATEMENT_TIMEOUT']) and was stopped"
-                ) from None
+                raise self._timed_out(timeout) from None
             raise
         finally:
             if timer is not None:
@@ -239,22 +262,153 @@ def _duckdb_type(arrow_type: Any) -> str:
     return "VARCHAR"
 
 
+# How a bound scope value is read back, by the column's Perspective type.
+_PG_CASTS = {"integer": "bigint", "float": "double precision", "string": "text", "boolean": "boolean", "date": "date", "datetime": "timestamptz"}
+
+
+class PostgresBackend(Backend):
+    """A PostgreSQL database of ``settings.DATABASES``, read in read-only transactions.
+
+    Every statement runs in its own ``READ ONLY`` transaction on a pooled connection, with
+    ``SET LOCAL statement_timeout`` and the session's scope values bound as transaction
+    settings (``set_config``, read back with ``current_setting``): nothing is created in
+    the database and no client string is ever a parameter of its SQL. Works on
+    PostgreSQL 12 and newer (the tests run 15): the SQL never needs ``any_value``.
+    """
+
+    keeps_views = False
+    pivots = False
+    builder_config = {"grouping_fn": "GROUPING", "row_id_expr": "(SELECT NULL)"}
+    table_builder_config = {"grouping_fn": "GROUPING", "row_id_expr": '"__psp_row"'}
+    row_id = "ctid"
+
+    def __init__(self, alias: str) -> None:
+        super().__init__()
+        self.alias = alias
+
+    def _conninfo(self) -> dict[str, Any]:
+        from django.conf import settings
+
+        db = settings.DATABASES.get(self.alias)
+        if db is None or "postgresql" not in db.get("ENGINE", ""):
+            raise DatabaseError(f"DATABASES[{self.alias!r}] is not a PostgreSQL database")
+        info = {"dbname": db.get("NAME"), "user": db.get("USER"), "password": db.get("PASSWORD"), "host": db.get("HOST"), "port": db.get("PORT")}
+        info = {key: value for key, value in info.items() if value}
+        options = {key: value for key, value in db.get("OPTIONS", {}).items() if key not in ("pool", "server_side_binding", "isolation_level", "assume_role")}
+        return {**info, **options}
+
+    def connect(self) -> Any:
+        import psycopg
+
+        conn = psycopg.connect(**self._conninfo(), autocommit=True, application_name="django-perspective")
+        conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        return conn
+
+    def placeholder(self, name: str, kind: str) -> str:
+        return f"current_setting('psp.{name}')::{_PG_CASTS.get(kind, 'text')}"
+
+    def literal(self, value: Any) -> str:
+        from psycopg import sql
+
+        return sql.Literal(value).as_string(None)
+
+    def execute(self, conn: Any, sql: str, params: dict[str, Any], timeout: float) -> Any:
+        import psycopg
+
+        try:
+            with conn.transaction():
+                if timeout:
+                    conn.execute(f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}")
+                for key, value in params.items():
+                    conn.execute("SELECT set_config(%s, %s, true)", (f"psp.{key}", _setting_text(value)))
+                cursor = conn.execute(sql)  # no parameters: the SQL is sent as it is, % included
+                description = [(d.name, d.type_code) for d in cursor.description or ()]
+                return description, cursor.fetchall()
+        except psycopg.errors.QueryCanceled:
+            raise self._timed_out(timeout) from None
+        except psycopg.Error as exc:
+            raise DatabaseError(f"the database refused the query: {str(exc).splitlines()[0]}") from None
+
+    def columns(self, result: Any) -> list[tuple[str, str]]:
+        from perspective.virtual_servers.postgres import pg_oid_to_psp
+
+        return [(name, pg_oid_to_psp(oid, name)) for name, oid in result[0]]
+
+    def rows(self, result: Any) -> list[tuple[Any, ...]]:
+        return result[1]
+
+    def fill(self, result: Any, data: Any, config: dict[str, Any]) -> None:
+        import pyarrow as pa
+        from pyarrow import ipc
+
+        arrays, names = [], []
+        for index, (name, kind) in enumerate(self.columns(result)):
+            names.append(name)
+            arrays.append(pa.array([_arrow_value(row[index], kind) for row in result[1]], type=_arrow_type(kind)))
+        table = pa.Table.from_arrays(arrays, names=names)
+        buf = io.BytesIO()
+        with ipc.new_stream(buf, table.schema) as writer:
+            writer.write_table(table)
+        data.from_arrow_ipc(buf.getvalue())
+
+
+def _arrow_type(kind: str) -> Any:
+    import pyarrow as pa
+
+    if kind == "datetime":
+        return pa.timestamp("ms", tz="UTC")
+    return {"integer": pa.int32, "float": pa.float64, "boolean": pa.bool_, "date": pa.date32}.get(kind, pa.string)()
+
+
+def _arrow_value(value: Any, kind: str) -> Any:
+    """A psycopg value as the Arrow column of its Perspective type takes it."""
+    import datetime as dt
+    import decimal
+
+    if value is None:
+        return None
+    if kind == "string":
+        return value if isinstance(value, str) else str(value)
+    if kind == "float" and isinstance(value, decimal.Decimal):
+        return float(value)
+    if kind == "datetime":
+        if isinstance(value, dt.time):
+            value = dt.datetime.combine(dt.date(1970, 1, 1), value)
+        if isinstance(value, dt.datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+def _setting_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
 @dataclass
 class DatabaseTable:
     """A declared relation of one backend: what viewers of ``name`` may query."""
 
     name: str
     backend: Backend
-    relation: str  # SQL of the relation: a quoted identifier, a (SELECT ...) or read_parquet(...)
+    relation: str | Callable[[], str]  # SQL of the relation: a quoted identifier, a (SELECT ...), read_parquet(...)
     access: access.Policy = None
     scope: Scope | None = None
     expressions: ExpressionPolicy = False
     _columns: dict[str, str] | None = field(default=None, repr=False)
 
+    def sql(self) -> str:
+        """The relation's SQL; a queryset's is composed on first use (it needs a connection)."""
+        if callable(self.relation):
+            self.relation = self.relation()
+        return self.relation
+
     def columns(self) -> dict[str, str]:
         """Column name -> Perspective type, read once from the database (no rows)."""
         if self._columns is None:
-            result = self.backend.run(f"SELECT * FROM {self.relation} AS __psp_rel LIMIT 0", {})
+            result = self.backend.run(f"SELECT * FROM {self.sql()} AS __psp_rel LIMIT 0", {})
             found = dict(self.backend.columns(result))
             for name in found:
                 if '"' in name or name.startswith("__") or not name:
@@ -265,10 +419,10 @@ class DatabaseTable:
     def source(self, user: Any) -> tuple[str, dict[str, Any]]:
         """The relation as this user may see it: SQL with placeholders, and their values."""
         if self.scope is None:
-            return f"SELECT * FROM {self.relation} AS __psp_rel", {}
+            return f"SELECT * FROM {self.sql()} AS __psp_rel", {}
         rows = self.scope(user)
         if not rows:  # None or {}: a scope that names nothing shows nothing
-            return f"SELECT * FROM {self.relation} AS __psp_rel WHERE FALSE", {}
+            return f"SELECT * FROM {self.sql()} AS __psp_rel WHERE FALSE", {}
         columns = self.columns()
         terms, params = [], {}
         for i, (column, value) in enumerate(sorted(rows.items())):
@@ -281,23 +435,44 @@ class DatabaseTable:
             for j, item in enumerate(values):
                 key = f"psp_scope_{i}_{j}"
                 params[key] = item
-                slots.append(self.backend.placeholder(key))
+                slots.append(self.backend.placeholder(key, columns[column]))
             if values:
                 terms.append(f'"{column}" IN ({", ".join(slots)})')
-        return f"SELECT * FROM {self.relation} AS __psp_rel WHERE {' AND '.join(terms)}", params
+        return f"SELECT * FROM {self.sql()} AS __psp_rel WHERE {' AND '.join(terms)}", params
 
 
 _declared: dict[str, DatabaseTable] = {}
 _backends: dict[str, Backend] = {}
 
 
-def duckdb_backend(path: str = ":memory:") -> DuckDBBackend:
-    """The process's backend for one DuckDB file (shared by the tables declared on it)."""
-    key = f"duckdb:{path}"
+def _shared(key: str, make: Callable[[], Backend]) -> Any:
     backend = _backends.get(key)
     if backend is None:
-        backend = _backends[key] = DuckDBBackend(path)
-    return backend  # type: ignore[return-value]
+        backend = _backends[key] = make()
+    return backend
+
+
+def duckdb_backend(path: str = ":memory:") -> DuckDBBackend:
+    """The process's backend for one DuckDB file (shared by the tables declared on it)."""
+    return _shared(f"duckdb:{path}", lambda: DuckDBBackend(path))
+
+
+def postgres_backend(alias: str = "default") -> PostgresBackend:
+    """The process's backend for one PostgreSQL alias of ``DATABASES`` (a read replica is one too)."""
+    return _shared(f"postgres:{alias}", lambda: PostgresBackend(alias))
+
+
+def _queryset_sql(queryset: Any, backend: Backend) -> Callable[[], str]:
+    """The queryset's SELECT with its parameters quoted by psycopg, composed when first needed."""
+
+    def compose() -> str:
+        import psycopg
+
+        sql, params = queryset.query.get_compiler(using=queryset.db).as_sql()
+        with backend.connection() as conn:
+            return f"({psycopg.ClientCursor(conn).mogrify(sql, params)})"
+
+    return compose
 
 
 def database_table(
@@ -309,20 +484,33 @@ def database_table(
     table: str | None = None,
     query: str | None = None,
     backend: Backend | None = None,
+    model: Any = None,
+    queryset: Any = None,
     access: access.Policy = None,
     scope: Scope | None = None,
 ) -> DatabaseTable:
     """Declare a table that stays in its database.
 
     One source: ``duckdb=`` a DuckDB file with ``table=`` or ``query=``; ``parquet=`` or
-    ``csv=`` files read by an in-memory DuckDB; or ``backend=`` (``postgres_backend(alias)``)
-    with ``table=`` or ``query=``. ``query`` is trusted SQL from the project, never from a
-    client. ``scope(user)`` returns ``{column: value or values}`` rows filter (None: no rows).
+    ``csv=`` files read by an in-memory DuckDB; ``backend=`` (``postgres_backend(alias)``)
+    with ``table=`` or ``query=``; or a Django ``model=`` or ``queryset=`` on a PostgreSQL
+    alias (the one the router reads it from). ``query`` and querysets are trusted SQL from
+    the project, never from a client. ``scope(user)`` returns a ``{column: value or values}``
+    rows filter (None: no rows), bound inside the database.
     """
     from . import access as access_module
 
     access_module.validate(access)
-    if parquet is not None or csv is not None:
+    if model is not None or queryset is not None:
+        from django.db import router
+
+        if queryset is None:
+            chosen = backend or postgres_backend(router.db_for_read(model))
+            relation: str | Callable[[], str] = quote(model._meta.db_table)
+        else:
+            chosen = backend or postgres_backend(queryset.db)
+            relation = _queryset_sql(queryset, chosen)
+    elif parquet is not None or csv is not None:
         files = parquet if parquet is not None else csv
         paths = [files] if isinstance(files, str) else list(files)
         reader = "read_parquet" if parquet is not None else "read_csv_auto"
@@ -359,24 +547,24 @@ def names() -> list[str]:
 class SessionHandler:
     """Perspective's ``VirtualServerHandler`` for one connection: declared tables only.
 
-    Method names and arguments are the interface ``perspective.VirtualServer`` calls. Each
-    session has its own DuckDB cursor, so its temporary objects are its own: per table a
-    temporary view of the scoped relation (the scope's values bound as variables, never
-    written into SQL), per view a temporary view (flat) or temporary table (grouped or
-    split: computed once, about the size of its cells). The database file itself is
-    opened read-only.
+    Method names and arguments are the interface ``perspective.VirtualServer`` calls. On a
+    backend that keeps views (DuckDB) each session has its own cursor, so its temporary
+    objects are its own: per table a temporary view of the scoped relation (the scope's
+    values bound as variables, never written into SQL), per view a temporary view (flat)
+    or temporary table (grouped or split: computed once, about the size of its cells).
+    Otherwise (PostgreSQL) a table is its scoped SELECT and a view its SQL, run as a
+    subquery with the scope's values bound to each statement.
     """
 
     def __init__(self, user: Any) -> None:
-        import perspective
-
         self.user = user
         self._cursors: dict[int, Any] = {}
+        self._builders: dict[int, Any] = {}
         self._sources: dict[str, str] = {}
+        self._params: dict[str, dict[str, Any]] = {}
         self._views: dict[str, tuple[str, DatabaseTable, dict[str, Any]]] = {}
         self._dims: dict[str, Dimensions] = {}
         self._count = 0
-        self._builder = perspective.GenericSQLVirtualServerModel({"row_id_expr": "(SELECT NULL)"})  # relations in scan order: DuckDB keeps insertion order
 
     def close(self) -> None:
         cursors, self._cursors = self._cursors, {}
@@ -390,27 +578,51 @@ class SessionHandler:
             raise DatabaseError(f"Unknown table {name!r}")
         return table
 
+    def _builder(self, table: DatabaseTable) -> Any:
+        """Perspective's SQL builder in the table's dialect (emits only what the guard let by)."""
+        config = table.backend.table_builder_config if _row_ids(table) else None
+        config = config or table.backend.builder_config
+        builder = self._builders.get(id(config))
+        if builder is None:
+            import perspective
+
+            builder = self._builders[id(config)] = perspective.GenericSQLVirtualServerModel(dict(config))
+        return builder
+
     def _run(self, table: DatabaseTable, sql: str, params: dict[str, Any] | None = None) -> Any:
         backend = table.backend
+        timeout = float(conf.get("DATABASE_STATEMENT_TIMEOUT") or 0)
+        if not backend.keeps_views:
+            statements.debug("%s", sql)
+            with backend.connection() as conn:
+                return backend.execute(conn, sql, self._params.get(table.name, {}), timeout)
         cursor = self._cursors.get(id(backend))
         if cursor is None:
             cursor = self._cursors[id(backend)] = backend.connect()
         statements.debug("%s", sql)
-        return backend.execute(cursor, sql, params or {}, float(conf.get("DATABASE_STATEMENT_TIMEOUT") or 0))
+        return backend.execute(cursor, sql, params or {}, timeout)
 
     def _source(self, table: DatabaseTable) -> str:
-        """The session's temporary view of ``table`` as its user may see it."""
+        """The relation of ``table`` as this session's user may see it."""
         found = self._sources.get(table.name)
-        if found is None:
-            found = f"psp_src_{len(self._sources) + 1}"
-            select, params = table.source(self.user)
+        if found is not None:
+            return found
+        select, params = table.source(self.user)
+        if _row_ids(table):
+            select = select.replace("SELECT * FROM", f'SELECT *, __psp_rel.{table.backend.row_id} AS "__psp_row" FROM', 1)
+        if not table.backend.keeps_views:
+            self._params[table.name] = params
+            found = f'({select}) AS "__psp_src"'
+        else:
+            name = f"psp_src_{len(self._sources) + 1}"
             for key, value in params.items():
                 self._run(table, f"SET VARIABLE {key} = $value", {"value": value})
             for key in params:
                 select = select.replace(f"${key}", f"getvariable('{key}')")
-            self._run(table, f'CREATE OR REPLACE TEMP VIEW "{found}" AS {select}')
-            self._sources[table.name] = found
-        return f'"{found}"'
+            self._run(table, f'CREATE OR REPLACE TEMP VIEW "{name}" AS {select}')
+            found = f'"{name}"'
+        self._sources[table.name] = found
+        return found
 
     def _view(self, view_name: str) -> tuple[str, DatabaseTable, dict[str, Any]]:
         found = self._views.get(view_name)
@@ -438,37 +650,76 @@ class SessionHandler:
             raise DatabaseError(f"view id {view_name!r} is refused")
         self._count += 1
         internal = f"psp_view_{self._count}"
-        created = self._builder.table_make_view(self._source(table), internal, config, None)
+        config = _with_default_aggregates(config, table.columns())
+        if config.get("split_by") and not table.backend.pivots:
+            config = self._split_columns(table, config)
+        created = self._builder(table).table_make_view(self._source(table), internal, config, None)
         select = _select_of(created, internal)
-        grouped = bool(config.get("group_by") or config.get("split_by"))
-        kind = "TABLE" if grouped else "VIEW"
-        self._run(table, f'CREATE TEMP {kind} "{internal}" AS ({select})')
-        self._views[view_name] = (internal, table, config)
+        if table.backend.keeps_views:
+            grouped = bool(config.get("group_by") or config.get("split_by"))
+            self._run(table, f'CREATE TEMP {"TABLE" if grouped else "VIEW"} "{internal}" AS ({select})')
+            relation = f'"{internal}"'
+        else:
+            relation = f'({select}) AS "{internal}"'
+        self._views[view_name] = (relation, table, config)
         try:
             self._dimensions(view_name)
         except Exception:
             self.view_delete(view_name)
             raise
 
+    def _split_columns(self, table: DatabaseTable, config: dict[str, Any]) -> dict[str, Any]:
+        """``split_by`` without ``PIVOT``: one filtered column per split value and column.
+
+        The split values are read from the database first (under the view's filters); each
+        becomes a literal of the database's own quoting in a ``CASE`` the aggregate runs
+        over, named ``value|column`` as Perspective names split columns.
+        """
+        split = list(config["split_by"])
+        probe = {"columns": split, "filter": config.get("filter", []), "filter_op": config.get("filter_op", "and")}
+        flat = _select_of(self._builder(table).table_make_view(self._source(table), "psp_split", probe, None), "psp_split")
+        keys = ", ".join(f'"{column}"' for column in split)
+        result = self._run(table, f"SELECT DISTINCT {keys} FROM ({flat}) AS __psp_split ORDER BY {keys} LIMIT {MAX_SPLIT_COLUMNS + 1}")
+        values = table.backend.rows(result)
+        columns = [c for c in config.get("columns", []) if c is not None]
+        if len(values) * max(len(columns), 1) > MAX_SPLIT_COLUMNS:
+            raise DatabaseError(
+                f"split_by {split} makes more than {MAX_SPLIT_COLUMNS} columns on a database table: filter first"
+            )
+        expressions: dict[str, str] = {}
+        aggregates = dict(config.get("aggregates", {}))
+        names: list[str] = []
+        for value in values:
+            test = " AND ".join(
+                f'"{column}" IS NOT DISTINCT FROM {table.backend.literal(item)}' for column, item in zip(split, value, strict=True)
+            )
+            prefix = "|".join("null" if item is None else _split_text(item) for item in value)
+            for column in columns:
+                name = f"{prefix}|{column}"
+                expressions[name] = f'CASE WHEN {test} THEN "{column}" END'
+                aggregates[name] = aggregates[column]
+                names.append(name)
+        return {**config, "split_by": [], "columns": names, "expressions": expressions, "aggregates": aggregates}
+
     def table_describe(self, table_name: str, config: dict[str, Any]) -> dict[str, Any]:
         table = self._table(table_name)
-        query = self._builder.table_describe(self._source(table), config, None)
+        query = self._builder(table).table_describe(self._source(table), _with_default_aggregates(config, table.columns()), None)
         if query is None:
             return {"expression_schema": {}, "view_schema": {}}
         select = query[len("DESCRIBE ") :] if query.startswith("DESCRIBE ") else query
-        result = self._run(table, f"SELECT * FROM {select} AS __psp_describe LIMIT 0")
+        result = self._run(table, f"SELECT * FROM ({select}) AS __psp_describe LIMIT 0")
         return {"expression_schema": {}, "view_schema": {n: t for n, t in table.backend.columns(result) if not n.startswith("__")}}
 
     def view_schema(self, view_name: str, config: Any = None) -> dict[str, str]:
         return {n: t for n, t in self._view_columns(view_name) if not n.startswith("__")}
 
     def _view_columns(self, view_name: str) -> list[tuple[str, str]]:
-        internal, table, _config = self._view(view_name)
-        return table.backend.columns(self._run(table, f'SELECT * FROM "{internal}" LIMIT 0'))
+        relation, table, _config = self._view(view_name)
+        return table.backend.columns(self._run(table, f"SELECT * FROM {relation} LIMIT 0"))
 
     def view_size(self, view_name: str) -> int:
-        internal, table, _config = self._view(view_name)
-        return int(table.backend.rows(self._run(table, f'SELECT COUNT(*) FROM "{internal}"'))[0][0])
+        relation, table, _config = self._view(view_name)
+        return int(table.backend.rows(self._run(table, f"SELECT COUNT(*) FROM {relation}"))[0][0])
 
     def view_column_size(self, view_name: str, config: dict[str, Any]) -> int:
         return sum(1 for name, _type in self._view_columns(view_name) if not name.startswith("__"))
@@ -476,21 +727,21 @@ class SessionHandler:
     def view_delete(self, view_name: str) -> None:
         found = self._views.pop(view_name, None)
         self._dims.pop(view_name, None)
-        if found is not None:
-            internal, table, config = found
+        if found is not None and found[1].backend.keeps_views:
+            relation, table, config = found
             kind = "TABLE" if config.get("group_by") or config.get("split_by") else "VIEW"
-            self._run(table, f'DROP {kind} IF EXISTS "{internal}"')
+            self._run(table, f"DROP {kind} IF EXISTS {relation}")
 
     def view_get_min_max(self, view_name: str, column_name: str, config: dict[str, Any]) -> tuple[Any, Any]:
-        internal, table, _config = self._view(view_name)
+        relation, table, stored = self._view(view_name)
         if column_name not in self.view_schema(view_name):
             raise DatabaseError(f"no column {column_name!r} in this view")
-        query = self._builder.view_get_min_max(internal, column_name, config)
+        query = self._builder(table).view_get_min_max(relation, column_name, stored)
         row = table.backend.rows(self._run(table, query))[0]
         return (row[0], row[1])
 
     def view_get_data(self, view_name: str, config: dict[str, Any], schema: Any, viewport: dict[str, Any], data: Any) -> None:
-        internal, table, _config = self._view(view_name)
+        relation, table, stored = self._view(view_name)
         limit = conf.get("DATABASE_MAX_ROWS")
         start = viewport.get("start_row") or 0
         end = viewport.get("end_row")
@@ -501,13 +752,13 @@ class SessionHandler:
                 f"this read asks for {end - start} rows: at most {limit} per read from a database table "
                 "(PERSPECTIVE['DATABASE_MAX_ROWS']); ask for a smaller viewport"
             )
-        query = self._builder.view_get_data(internal, config, viewport, schema)
-        table.backend.fill(self._run(table, query), data, config)
+        query = self._builder(table).view_get_data(relation, stored, viewport, schema)
+        table.backend.fill(self._run(table, query), data, stored)
 
     def _dimensions(self, view_name: str) -> Dimensions:
         known = self._dims.get(view_name)
         if known is None:
-            _internal, table, config = self._view(view_name)
+            _relation, table, config = self._view(view_name)
             known = Dimensions(
                 self.table_size(table.name), len(table.columns()), self.view_size(view_name), self.view_column_size(view_name, config)
             )
@@ -519,6 +770,33 @@ class SessionHandler:
         if view_name not in self._views:
             return None
         return self._dimensions(view_name)
+
+
+def _row_ids(table: DatabaseTable) -> bool:
+    """A plain table (not a query or files): its row ids keep unsorted flat views in order."""
+    return table.backend.table_builder_config is not None and isinstance(table.relation, str) and table.relation.startswith('"')
+
+
+MAX_SPLIT_COLUMNS = 2000  # columns a split view of a database table may have (without PIVOT)
+
+
+def _with_default_aggregates(config: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
+    """Name every grouped column's aggregate: Perspective's defaults (sum of numbers, else count).
+
+    The builder's own fallback is ``any_value``, which the in-memory engine never uses and
+    PostgreSQL before 16 lacks.
+    """
+    if not (config.get("group_by") or config.get("split_by")):
+        return config
+    aggregates = dict(config.get("aggregates", {}))
+    for column in [*config.get("columns", []), *(term[0] for term in config.get("sort", []))]:
+        if column is not None and column not in aggregates:
+            aggregates[column] = "sum" if columns.get(column) in ("integer", "float") else "count"
+    return {**config, "aggregates": aggregates}
+
+
+def _split_text(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _select_of(created: str, internal: str) -> str:
@@ -569,6 +847,15 @@ class Link:
         session.close()
         if self.handler is not None:
             self.handler.close()
+
+    def table_names(self) -> list[str]:
+        return names()
+
+    async def arun(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on a database thread, as ``Engine.arun`` runs it on the engine's."""
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def columns(self, name: str) -> dict[str, str] | None:
         table = _declared.get(name)
