@@ -21,18 +21,22 @@ from pathlib import Path
 
 from tests.servers import DaphneProcess, connect, make_user, migrate, rss_kib
 from tests.databases_data import make_events, pg_events
-from tests.test_databases import SETTINGS
 
+SETTINGS = "benchmarks.databases_settings"
 GROUPED = dict(columns=["amount", "qty"], group_by=["region", "category"], aggregates={"amount": "sum", "qty": "sum"})
 
 
 async def measure(server: DaphneProcess, url: str, table_name: str, cookie: dict[str, str]) -> dict[str, float]:
     before = rss_kib(server.proc.pid)
     async with connect(url, headers=cookie) as conn:
+        # The first open hosts an in-memory table: charged to that connection's engine-time
+        # budget, so the measuring goes on over a fresh connection.
         start = time.perf_counter()
+        await conn.client.open_table(table_name)
+        opened = time.perf_counter() - start
+    async with connect(url, headers=cookie) as conn:
         table = await conn.client.open_table(table_name)
         rows = await table.size()
-        opened = time.perf_counter() - start
         start = time.perf_counter()
         view = await table.view(**GROUPED)
         await view.to_columns()

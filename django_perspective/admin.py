@@ -87,9 +87,11 @@ class PublishedTableForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if cleaned.get("source") == PublishedTable.SOURCE_SQL and not may_publish_sql(self.user):
+        source = cleaned.get("source")
+        with_sql = PublishedTable(source=source, sql=cleaned.get("sql") or "").runs_sql()
+        if with_sql and not may_publish_sql(self.user):
             self.add_error("source", 'Publishing an SQL query needs the "Can publish SQL tables" permission.')
-        if cleaned.get("source") == PublishedTable.SOURCE_MODEL and cleaned.get("model"):
+        if source in (PublishedTable.SOURCE_MODEL, PublishedTable.SOURCE_DATABASE) and cleaned.get("model"):
             refusal = _model_refusal(self.user, cleaned["model"])
             if refusal:
                 self.add_error("model", refusal)
@@ -212,7 +214,7 @@ class PublishedTableAdmin(admin.ModelAdmin):
         return super().get_queryset(request).select_related("access_group")
 
     def _may_edit(self, request: HttpRequest, obj: PublishedTable | None) -> bool:
-        return obj is None or obj.source != PublishedTable.SOURCE_SQL or may_publish_sql(request.user)
+        return obj is None or not obj.runs_sql() or may_publish_sql(request.user)
 
     def has_change_permission(self, request: HttpRequest, obj: PublishedTable | None = None) -> bool:
         return super().has_change_permission(request, obj) and self._may_edit(request, obj)

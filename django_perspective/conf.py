@@ -114,6 +114,9 @@ SETTINGS: dict[str, Setting] = {
     "DATABASE_POOL_SIZE": Setting(4, int),
     "DATABASE_STATEMENT_TIMEOUT": Setting(30.0, int, float),
     "DATABASE_MAX_ROWS": Setting(1_000_000, int),
+    # DuckDB's buffer pool in this process (its memory_limit, e.g. "1GB"): DuckDB caches the
+    # pages it scans up to it. None: DuckDB's default, 80% of the machine's memory.
+    "DATABASE_DUCKDB_MEMORY_LIMIT": Setting(None, str, None),
 }
 
 

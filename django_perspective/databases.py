@@ -192,7 +192,8 @@ class DuckDBBackend(Backend):
         with self._lock:
             if self._db is None:
                 read_only = self.path != ":memory:"
-                self._db = duckdb.connect(self.path, read_only=read_only)
+                limit = conf.get("DATABASE_DUCKDB_MEMORY_LIMIT")
+                self._db = duckdb.connect(self.path, read_only=read_only, config={"memory_limit": limit} if limit else {})
                 if not read_only:
                     # Only files named by declarations are read: no new extensions, no writes
                     # outside temp, and the configuration cannot be changed back.
@@ -209,7 +210,8 @@ class DuckDBBackend(Backend):
             timer.daemon = True
             timer.start()
         try:
-            return conn.execute(sql, params or None).to_arrow_table()
+            relation = conn.sql(sql, params=params or None)  # None for a statement without rows
+            return relation.to_arrow_table() if relation is not None else None
         except Exception as exc:
             if type(exc).__name__ == "InterruptException":
                 raise self._timed_out(timeout) from None
@@ -397,6 +399,7 @@ class DatabaseTable:
     access: access.Policy = None
     scope: Scope | None = None
     expressions: ExpressionPolicy = False
+    in_code: bool = True  # declared by database_table(); False: a registry row's
     _columns: dict[str, str] | None = field(default=None, repr=False)
 
     def sql(self) -> str:
@@ -475,6 +478,37 @@ def _queryset_sql(queryset: Any, backend: Backend) -> Callable[[], str]:
     return compose
 
 
+def _relation(
+    *,
+    duckdb: str | None = None,
+    parquet: str | list[str] | None = None,
+    csv: str | list[str] | None = None,
+    table: str | None = None,
+    query: str | None = None,
+    backend: Backend | None = None,
+    model: Any = None,
+    queryset: Any = None,
+) -> tuple[Backend, str | Callable[[], str]]:
+    """The backend and relation SQL of one declaration (see ``database_table``)."""
+    if model is not None or queryset is not None:
+        from django.db import router
+
+        if queryset is None:
+            return backend or postgres_backend(router.db_for_read(model)), quote(model._meta.db_table)
+        chosen = backend or postgres_backend(queryset.db)
+        return chosen, _queryset_sql(queryset, chosen)
+    if parquet is not None or csv is not None:
+        files = parquet if parquet is not None else csv
+        paths = [files] if isinstance(files, str) else list(files)
+        reader = "read_parquet" if parquet is not None else "read_csv_auto"
+        listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+        return duckdb_backend(), f"{reader}([{listed}])"
+    chosen = backend if backend is not None else duckdb_backend(duckdb) if duckdb else None
+    if chosen is None or (table is None) == (query is None):
+        raise ValueError("database_table needs duckdb= or backend= with one of table= or query=, or parquet=/csv=")
+    return chosen, quote(table) if table is not None else f"({query})"
+
+
 def database_table(
     name: str,
     *,
@@ -501,35 +535,44 @@ def database_table(
     from . import access as access_module
 
     access_module.validate(access)
-    if model is not None or queryset is not None:
-        from django.db import router
-
-        if queryset is None:
-            chosen = backend or postgres_backend(router.db_for_read(model))
-            relation: str | Callable[[], str] = quote(model._meta.db_table)
-        else:
-            chosen = backend or postgres_backend(queryset.db)
-            relation = _queryset_sql(queryset, chosen)
-    elif parquet is not None or csv is not None:
-        files = parquet if parquet is not None else csv
-        paths = [files] if isinstance(files, str) else list(files)
-        reader = "read_parquet" if parquet is not None else "read_csv_auto"
-        listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
-        relation, chosen = f"{reader}([{listed}])", duckdb_backend()
-    else:
-        chosen = backend if backend is not None else duckdb_backend(duckdb) if duckdb else None
-        if chosen is None or (table is None) == (query is None):
-            raise ValueError("database_table needs duckdb= or backend= with one of table= or query=, or parquet=/csv=")
-        relation = quote(table) if table is not None else f"({query})"
+    chosen, relation = _relation(
+        duckdb=duckdb, parquet=parquet, csv=csv, table=table, query=query, backend=backend, model=model, queryset=queryset
+    )
     declared = DatabaseTable(name, chosen, relation, access=access, scope=scope)
     _declared[name] = declared
     access_module.declare_code_table(name, access, expressions=False)
     return declared
 
 
+def registry_table(name: str, *, queryset: Any = None, query: str | None = None, alias: str = "default") -> DatabaseTable:
+    """A database table for a registry row, not yet reachable (``register``); the row decides access."""
+    chosen, relation = _relation(queryset=queryset, query=query, backend=None if queryset is not None else postgres_backend(alias))
+    return DatabaseTable(name, chosen, relation, in_code=False)
+
+
+def register(table: DatabaseTable) -> None:
+    """Make a registry row's table reachable in this process (``publishing.host``)."""
+    if declared_in_code(table.name):
+        raise ValueError(f"{table.name!r} is a database table declared in code")
+    _declared[table.name] = table
+
+
+def declared_in_code(name: str) -> bool:
+    table = _declared.get(name)
+    return table is not None and table.in_code
+
+
 def withdraw(name: str) -> None:
-    if _declared.pop(name, None) is not None:
+    table = _declared.pop(name, None)
+    if table is not None and table.in_code:
         access.withdraw_code_table(name)
+
+
+def withdraw_registered(name: str) -> None:
+    """Stop serving a registry row's table (unpublished, deleted, renamed or another source)."""
+    table = _declared.get(name)
+    if table is not None and not table.in_code:
+        del _declared[name]
 
 
 def get(name: str) -> DatabaseTable | None:

@@ -22,11 +22,13 @@ class PublishedTable(models.Model):
     SOURCE_MODEL = "model"
     SOURCE_SQL = "sql"
     SOURCE_PROVIDER = "provider"
+    SOURCE_DATABASE = "database"
     SOURCE_CHOICES = [
         (SOURCE_FILE, "Uploaded file"),
         (SOURCE_MODEL, "Django model"),
         (SOURCE_SQL, "SQL query"),
         (SOURCE_PROVIDER, "Table defined in code"),
+        (SOURCE_DATABASE, "Database table or query, not loaded (PostgreSQL)"),
     ]
     # The form fields each source reads (the admin shows only these); the others are ignored.
     SOURCE_FIELDS = {
@@ -34,6 +36,8 @@ class PublishedTable(models.Model):
         SOURCE_MODEL: ("model", "filter", "live", "fields", "index_column", "row_limit"),
         SOURCE_SQL: ("sql", "database", "fields", "index_column", "row_limit"),
         SOURCE_PROVIDER: ("provider",),
+        # Stays in the database: a model (and filter) or a SELECT on an alias, read per view.
+        SOURCE_DATABASE: ("model", "filter", "sql", "database"),
     }
     ACCESS_GROUP = "group"
     ACCESS_PERMISSION = "permission"
@@ -147,7 +151,9 @@ class PublishedTable(models.Model):
             if self.provider and self.name != self.provider:
                 return {"name": f'A table defined in code keeps its name: set the name to "{self.provider}".'}
             return {}
-        if self.name in declared.specs:
+        from . import databases
+
+        if self.name in declared.specs or databases.declared_in_code(self.name):
             return {"name": f'"{self.name}" is a table defined in code; choose another name.'}
         return {}
 
@@ -164,6 +170,10 @@ class PublishedTable(models.Model):
         if not Permission.objects.filter(content_type__app_label=app_label, codename=codename).exists():
             return {"access_permission": f'There is no permission "{self.access_permission}".'}
         return {}
+
+    def runs_sql(self) -> bool:
+        """Whether the row's rows come from SQL its author wrote (the publish_sql permission's bar)."""
+        return self.source == self.SOURCE_SQL or (self.source == self.SOURCE_DATABASE and bool(self.sql.strip()))
 
     def is_live(self) -> bool:
         """Whether loading this row follows its queryset (``live.follow_queryset``)."""

@@ -33,7 +33,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from . import live, sources
+from . import databases, live, sources
 from .data import encode
 from .engine import Engine, TableNotFound, get_engine
 from .errors import LoadError
@@ -56,6 +56,9 @@ def _message(exc: Exception) -> str:
 
 def host(obj: PublishedTable, engine: Engine) -> tuple[int, dict[str, str]]:
     """Load ``obj``'s source and host it under its name; ``(row count, schema)``. Raises on bad input."""
+    if obj.source == PublishedTable.SOURCE_DATABASE:
+        return _serve_from_database(obj, engine)
+    databases.withdraw_registered(obj.name)  # it was a database table: the engine hosts it now
     if obj.is_live():
         return _follow(obj)
     if obj.source != PublishedTable.SOURCE_PROVIDER:  # a code-declared live table follows on its own
@@ -77,6 +80,20 @@ def _follow(obj: PublishedTable) -> tuple[int, dict[str, str]]:
     queryset, fields, index = sources.live_query(obj)
     table = live.follow_queryset(obj.name, queryset, fields, index)
     return table.size(), table.schema()
+
+
+def _serve_from_database(obj: PublishedTable, engine: Engine) -> tuple[int, dict[str, str]]:
+    """Serve ``obj`` as a database table (nothing loaded); its count and schema come from SQL."""
+    table = sources.database_table(obj)
+    columns = table.columns()
+    count = table.backend.rows(table.backend.run(f"SELECT COUNT(*) FROM {table.sql()} AS __psp_rel", {}))[0][0]
+    _unfollow(obj.name)
+    try:  # it was loaded into the engine under another source
+        engine.run(engine.delete, obj.name)
+    except TableNotFound:
+        pass
+    databases.register(table)
+    return int(count), dict(columns)
 
 
 def _unfollow(name: str) -> None:
@@ -142,6 +159,7 @@ def save_published(obj: PublishedTable, engine: Engine | None = None) -> None:
 
 def _retire(name: str, engine: Engine) -> None:
     """Stop hosting ``name``, unless the code declares it (the code hosts it, a row only publishes it)."""
+    databases.withdraw_registered(name)
     if name in declared.specs:
         return
     _unfollow(name)  # before the delete: a save committing meanwhile must not reach the table

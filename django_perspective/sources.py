@@ -101,13 +101,16 @@ class FileSource(Source):
 class ModelSource(Source):
     """Rows of a Django model matching ``filter``, indexed by primary key unless told otherwise."""
 
-    def _query(self, published: PublishedTable) -> tuple[Any, list[str], str]:
-        """The filtered queryset, the fields to read and the index, all checked."""
+    def _model(self, published: PublishedTable) -> Any:
         try:
-            model = apps.get_model(published.model)
+            return apps.get_model(published.model)
         except (LookupError, ValueError):
             message = f'"{published.model}" is not an installed model; use "app_label.Model".'
             raise field_error(message, "model") from None
+
+    def _query(self, published: PublishedTable) -> tuple[Any, list[str], str]:
+        """The filtered queryset, the fields to read and the index, all checked."""
+        model = self._model(published)
         concrete = [f.attname for f in model._meta.concrete_fields]
         fields = published.field_list() or concrete
         unknown = [name for name in fields if name not in concrete and name not in {f.name for f in model._meta.concrete_fields}]
@@ -228,7 +231,48 @@ class ProviderSource(Source):
         return self._spec(published).limit
 
 
-SOURCES: dict[str, Source] = {"file": FileSource(), "model": ModelSource(), "sql": SQLSource(), "provider": ProviderSource()}
+class DatabaseSource(Source):
+    """A model (and its filter) or a SELECT on a PostgreSQL alias, left in the database.
+
+    Nothing is loaded: the row publishes a database table (``databases.py``) whose views
+    are SQL the database runs, through the same guard; the row decides who reads it.
+    """
+
+    def table(self, published: PublishedTable) -> Any:
+        """The row's database table, not yet reachable; raises ``ValidationError``."""
+        from . import databases, sql
+
+        if bool(published.model) == bool(published.sql.strip()):
+            raise field_error("Give either a model (with an optional filter) or an SQL query on a database.", "sql" if published.sql.strip() else "model")
+        if published.model:
+            model_source: ModelSource = SOURCES["model"]  # type: ignore[assignment]
+            model = model_source._model(published)
+            queryset = model_source._filtered(model, published.filter)
+            alias, field = queryset.db, "model"
+            table = databases.registry_table(published.name, queryset=queryset)
+        else:
+            alias, field = published.database, "database"
+            table = databases.registry_table(published.name, query=sql.statement(published.sql), alias=alias)
+        if sql.connection_for(alias).vendor != "postgresql":
+            raise field_error(f'The database "{alias}" is not PostgreSQL: only PostgreSQL tables can stay in the database.', field)
+        return table
+
+    def check(self, published: PublishedTable) -> None:
+        """Reads the columns (no rows): the relation exists and every column can be served."""
+        from . import databases
+
+        try:
+            self.table(published).columns()
+        except databases.DatabaseError as exc:
+            raise field_error(str(exc), "model" if published.model else "sql") from None
+
+    def load(self, published: PublishedTable) -> tuple[Any, str | None]:
+        raise LoadError("a database table is not loaded: its rows stay in the database")
+
+
+SOURCES: dict[str, Source] = {
+    "file": FileSource(), "model": ModelSource(), "sql": SQLSource(), "provider": ProviderSource(), "database": DatabaseSource(),
+}
 
 
 def check(published: PublishedTable) -> None:
@@ -239,6 +283,12 @@ def check(published: PublishedTable) -> None:
 def load(published: PublishedTable) -> tuple[Any, str | None]:
     """``(data, index)`` for ``Engine.host``; raises ``ValidationError`` on bad input."""
     return SOURCES[published.source].load(published)
+
+
+def database_table(published: PublishedTable) -> Any:
+    """The database table a ``database`` row publishes (not yet reachable); raises ``ValidationError``."""
+    database_source: DatabaseSource = SOURCES["database"]  # type: ignore[assignment]
+    return database_source.table(published)
 
 
 def live_query(published: PublishedTable) -> tuple[Any, list[str], str]:

@@ -15,12 +15,17 @@ from typing import Any
 
 from . import databases, schema
 from .consumers import PerspectiveConsumer
+from .engine import get_engine
 
 
 class DatabaseConsumer(PerspectiveConsumer):
     """Serves the declared database tables only; refuses view ids the SQL side would not take."""
 
     async def connect(self) -> None:
+        # The registry's database tables are declared when the engine starts (publishing).
+        engine = get_engine()
+        if not engine.ready:
+            await engine.arun(engine.start)
         self.engine = databases.Link(databases.executor())
         await super().connect()
 

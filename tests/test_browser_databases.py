@@ -5,6 +5,7 @@ DuckDB and on PostgreSQL.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,8 @@ from .servers import DaphneProcess, make_user, migrate
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 SETTINGS = "tests.settings_browser_databases"
-ROWS = 1_000_000
+ROWS = int(os.environ.get("DB_TEST_ROWS", "1000000"))  # the DuckDB table; 10,000,000 by hand
+PG_ROWS = int(os.environ.get("PG_TEST_ROWS", "1000000"))
 PIVOT = {
     "columns": ["amount"],
     "group_by": ["region"],
@@ -34,7 +36,7 @@ PIVOT = {
 
 
 duck = duck_fixture(ROWS)
-pg = pg_fixture(ROWS)
+pg = pg_fixture(PG_ROWS)
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +21,7 @@ import pytest
 import websockets
 
 from django_perspective import protocol, schema
+from django_perspective.testing import run_script
 
 from .databases_data import duck_fixture, make_events, pg_fixture
 from .servers import ROOT, DaphneProcess, connect, make_user
@@ -280,12 +279,78 @@ def test_a_model_and_a_queryset_are_read_where_they_live(pg: dict[str, str], dem
         db.execute("CREATE TABLE IF NOT EXISTS auth_user (id integer, username text, is_staff boolean)")
         db.execute("TRUNCATE auth_user")
         db.execute("INSERT INTO auth_user VALUES (1, 'ann', true), (2, 'bo''b', false), (3, 'cy', true)")
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()\n" + QUERYSET_PROBE],
-        cwd=ROOT, check=True, capture_output=True, text=True,
-        env={**os.environ, **demo_db, "DB_PG_NAME": pg["dbname"], "DJANGO_SETTINGS_MODULE": SETTINGS, "PYTHONPATH": str(ROOT)},
-    )
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = json.loads(run_script({**demo_db, "DB_PG_NAME": pg["dbname"]}, QUERYSET_PROBE, settings=SETTINGS, cwd=ROOT))
     assert out["users_all"] == [3, {"id": "integer", "username": "string", "is_staff": "boolean"}]
     assert out["users_staff"] == [2, {"id": "integer", "username": "string"}]  # the filter ran in the database
     assert "is not a PostgreSQL database" in out["routed"]
+
+
+REGISTRY_ROWS = """
+import json
+from django.core.exceptions import ValidationError
+from django_perspective.models import PublishedTable
+
+def errors(**fields):
+    row = PublishedTable(name="probe", source="database", access="authenticated", **fields)
+    try:
+        row.full_clean()
+    except ValidationError as exc:
+        return exc.message_dict
+    return {}
+
+out = {
+    "sqlite": errors(sql="SELECT 1 AS one", database="default"),
+    "missing": errors(sql="SELECT * FROM no_such_table", database="warehouse"),
+    "both": errors(sql="SELECT 1 AS one", database="warehouse", model="auth.User"),
+    "write": errors(sql="DELETE FROM canary", database="warehouse"),
+}
+row = PublishedTable(name="pg_busy_events", source="database", access="authenticated", published=True,
+                     sql="SELECT id, owner, qty FROM events WHERE qty > 5", database="warehouse")
+row.full_clean()
+row.save()
+row.refresh_from_db()
+out["saved"] = [row.row_count, row.schema, row.last_error]
+print(json.dumps(out))
+"""
+
+
+async def test_a_registry_row_publishes_a_query_that_stays_in_postgresql(pg: dict[str, str], tmp_path: Path, sessions, demo_db) -> None:
+    env = {**demo_db, "DB_PG_NAME": pg["dbname"]}
+    out = json.loads(run_script(env, REGISTRY_ROWS, settings=SETTINGS, cwd=ROOT))
+    assert "is not PostgreSQL" in " ".join(out["sqlite"]["database"])
+    assert "no_such_table" in " ".join(out["missing"]["sql"])
+    assert "either a model" in " ".join(out["both"]["sql"])
+    assert "Only a SELECT" in " ".join(out["write"]["sql"])
+    expected = database_direct(pg, "SELECT count(*) FROM events WHERE qty > 5")[0][0]
+    assert out["saved"] == [expected, {"id": "float", "owner": "string", "qty": "integer"}, ""]
+    # Another process hosts the published row when it starts, like every registry table.
+    with DaphneProcess(tmp_path / "daphne.log", env=env, settings=SETTINGS) as server:
+        async with connect(db_url(server), headers=sessions["alice"]) as conn:
+            assert "pg_busy_events" in await asyncio.wait_for(conn.client.get_hosted_table_names(), 30)
+            table = await conn.client.open_table("pg_busy_events")
+            assert await table.size() == expected
+            view = await table.view(columns=["qty"], group_by=["owner"], aggregates={"qty": "sum"})
+            got = await view.to_columns()
+        async with connect(db_url(server)) as anonymous:  # the row's access: signed-in users only
+            assert "pg_busy_events" not in await asyncio.wait_for(anonymous.client.get_hosted_table_names(), 30)
+    sums = dict(database_direct(pg, "SELECT owner, sum(qty) FROM events WHERE qty > 5 GROUP BY owner"))
+    assert [p[0] for p in got["__ROW_PATH__"][1:]] == sorted(sums)
+    assert got["qty"][1:] == [sums[o] for o in sorted(sums)]
+
+
+def database_direct(pg: dict[str, str], sql: str) -> list[tuple]:
+    with psycopg.connect(**pg) as db:
+        return db.execute(sql).fetchall()
+
+
+def test_duckdbs_buffer_pool_takes_its_limit_from_the_settings(tmp_path: Path, settings) -> None:
+    from django_perspective.databases import DuckDBBackend
+
+    make_events(tmp_path / "limit.duckdb", 10)
+    settings.PERSPECTIVE = {**getattr(settings, "PERSPECTIVE", {}), "DATABASE_DUCKDB_MEMORY_LIMIT": "300MB"}
+    backend = DuckDBBackend(str(tmp_path / "limit.duckdb"))
+    try:
+        limit = backend.rows(backend.run("SELECT current_setting('memory_limit')", {}))[0][0]
+    finally:
+        backend.close()
+    assert limit == "286.1 MiB"  # 300 MB, as DuckDB prints it (its default is 80% of the machine)
