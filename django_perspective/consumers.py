@@ -103,6 +103,8 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         self._loop_thread = threading.get_ident()
         self._inline_cells = conf.get("INLINE_READ_CELLS") if conf.get("CONCURRENT_READS") else 0
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self._sending = asyncio.Lock()  # held while one reply is vetted and sent: they go in order
+        self._replies: list[bytes] | None = None  # replies of a read running on the loop now
         self._outbox_bytes = 0
         self._max_outbox = conf.get("MAX_OUTBOX_BYTES")
         self._too_slow = False
@@ -365,8 +367,16 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             self.refuse(request.msg_id, request.entity_id, over, request.kind.name)
             return
         if schema.is_read(request):
-            if not (self._is_small(request) and self._lane.read_now(self._handle, request)):
-                self._lane.read(self._handle, request)
+            if self._is_small(request):
+                self._replies = []
+                try:
+                    answered = self._lane.read_now(self._handle, request)
+                finally:
+                    replies, self._replies = self._replies, None
+                if answered:
+                    await self._send_now(replies)
+                    return
+            self._lane.read(self._handle, request)
         else:
             if (
                 request.kind.name == "get_hosted_tables"
@@ -508,7 +518,10 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             holding[1].append(response)
             return
         if threading.get_ident() == self._loop_thread:  # a read answered on the loop itself
-            self._loop.call_soon(self._enqueue, response)
+            if self._replies is not None:
+                self._replies.append(response)
+            else:
+                self._loop.call_soon(self._enqueue, response)
             return
         try:
             self._loop.call_soon_threadsafe(self._enqueue, response)
@@ -537,21 +550,33 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
     async def _drain(self) -> None:
         while True:
             response = await self._outbox.get()
-            size = len(response)
-            try:
-                response = await self.process_response(response)
-            except Exception as exc:  # fail closed, but answer: a dead writer would hang every call
-                logger.exception("process_response failed", extra=self.log_context(event="error"))
-                response = self._failed(response, exc)
-            if response is None:
-                self._outbox_bytes -= size
-                continue
-            if self._max_response and len(response) > self._max_response:
-                response = self._too_large(response)
-            if self._gate is not None:
-                await self._gate.open.wait()  # the client's socket is backed up: hold it here
-            await self.base_send({"type": "websocket.send", "bytes": response})
-            self._outbox_bytes -= size
+            async with self._sending:
+                await self._deliver(response)
+            self._outbox_bytes -= len(response)
+
+    async def _send_now(self, replies: list[bytes]) -> None:
+        """Send the replies of a read answered on the loop itself, skipping the outbox when
+        nothing waits in it (the lock keeps them behind a reply being sent)."""
+        for response in replies:
+            if self._outbox.empty() and not self._sending.locked() and not self._too_slow:
+                async with self._sending:
+                    await self._deliver(response)
+            else:
+                self._enqueue(response)
+
+    async def _deliver(self, response: bytes) -> None:
+        try:
+            response = await self.process_response(response)
+        except Exception as exc:  # fail closed, but answer: a dead writer would hang every call
+            logger.exception("process_response failed", extra=self.log_context(event="error"))
+            response = self._failed(response, exc)
+        if response is None:
+            return
+        if self._max_response and len(response) > self._max_response:
+            response = self._too_large(response)
+        if self._gate is not None:
+            await self._gate.open.wait()  # the client's socket is backed up: hold it here
+        await self.base_send({"type": "websocket.send", "bytes": response})
 
     def _failed(self, response: bytes, exc: Exception) -> bytes | None:
         """The error that replaces a response ``process_response`` could not vet."""

@@ -260,6 +260,7 @@ class Unplugged(PerspectiveConsumer):
         self._lane = _InlineLane()  # type: ignore[assignment]
         self.answers: list[bytes] = []
         self._subscriptions = {}
+        self._inline_cells, self._loop_thread, self._replies = 0, None, None  # every read through the lane
         assert _drive(self._admit()) == 0
         user = self.scope["user"]
         self.guard.can_read = _sync(lambda name: access.can_read(user, name))
