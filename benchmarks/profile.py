@@ -3,8 +3,11 @@
 Starts one server of ``benchmarks.run`` (daphne by default), drives the 20-client
 ``throughput`` workload at it while ``py-spy`` samples the server process, and prints the
 share of samples by layer (ours, channels, daphne, autobahn, twisted, asyncio, the engine)
-and the functions with the most samples of their own. This is how the per-message cost of
-each layer was found; the ratios themselves come from ``benchmarks.run``.
+and the functions with the most samples of their own. py-spy counts a thread inside a call
+that released the GIL as busy in that call; ``--gil`` samples only the thread holding it,
+and ``--perf`` records with Linux ``perf`` instead (time by thread and shared object: the
+interpreter, the engine's library, libc, the kernel), from the moment the views exist. That
+is how the thread hand-offs were found; the ratios themselves come from ``benchmarks.run``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from typing import Any
 from pathlib import Path
 
 from tests.servers import migrate
@@ -73,10 +77,32 @@ def summarize(raw: Path, top: int) -> str:
     return "\n".join(out)
 
 
-async def drive(server_url: str, http: str, pid: int, seconds: float) -> dict[str, float]:
+def summarize_perf(data: Path, pid: int) -> str:
+    """``perf record`` samples by thread and shared object: time outside the GIL shows too."""
+    out = subprocess.run(["perf", "script", "-i", str(data), "-F", "tid,ip,dso"], capture_output=True, text=True).stdout
+    by_thread: Counter[int] = Counter()
+    by_dso: Counter[tuple[int, str]] = Counter()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) < 3 or not parts[0].isdigit():
+            continue
+        tid, dso = int(parts[0]), Path(parts[-1].strip("()")).name
+        by_thread[tid] += 1
+        by_dso[(tid, dso)] += 1
+    total = sum(by_thread.values()) or 1
+    lines = [f"{total} samples (perf, cpu-clock)"]
+    for tid, n in by_thread.most_common(4):
+        lines.append(f"  thread {tid}{' (event loop)' if tid == pid else ''}: {n / total:.1%}")
+        lines += [f"    {dso:<40} {m / total:6.1%}" for (t, dso), m in by_dso.most_common() if t == tid and m / total >= 0.005]
+    return "\n".join(lines)
+
+
+async def drive(server_url: str, http: str, pid: int, seconds: float, on_ready: Any = None) -> dict[str, float]:
     target = workloads.Target("profiled", server_url, http, pid)
     await target.setup()
     try:
+        if on_ready is not None:
+            on_ready()
         return await workloads.throughput(target, seconds)
     finally:
         await target.close()
@@ -90,7 +116,10 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--native", action="store_true", help="sample C frames too (py-spy --native)")
     parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)")
+    parser.add_argument("--perf", action="store_true", help="perf record instead: CPU by thread and shared object")
     args = parser.parse_args()
+    if args.perf:
+        return perf_main(args)
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         print("py-spy is not installed: pip install -e '.[bench]'", file=sys.stderr)
@@ -114,6 +143,37 @@ def main() -> int:
             proc.stop()
         print(f"{args.server}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items()))
         print(summarize(raw, args.top))
+    return 0
+
+
+def perf_main(args: argparse.Namespace) -> int:
+    """The same workload under ``perf record`` (Debian's linux-perf), started once the views exist."""
+    if shutil.which("perf") is None:
+        print("perf is not installed: apt-get install linux-perf", file=sys.stderr)
+        return 2
+    proc = next(s for s in servers(args.rows) if s.key == args.server)
+    with tempfile.TemporaryDirectory() as tmp:
+        log_dir = Path(tmp)
+        migrate({"DJANGO_SQLITE_PATH": str(log_dir / "bench.sqlite3")}, settings="benchmarks.settings")
+        proc.start(log_dir)
+        data = log_dir / "perf.data"
+        recorders: list[subprocess.Popen] = []
+
+        def record() -> None:
+            recorders.append(subprocess.Popen(
+                ["perf", "record", "-e", "cpu-clock", "-F", "999", "-p", str(proc.pid), "-o", str(data),
+                 "--", "sleep", str(args.seconds)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+
+        try:
+            result = asyncio.run(drive(proc.url, proc.http, proc.pid, args.seconds, on_ready=record))
+            for recorder in recorders:
+                recorder.wait()
+        finally:
+            proc.stop()
+        print(f"{args.server}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items()))
+        print(summarize_perf(data, proc.pid))
     return 0
 
 
