@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 from pathlib import Path
 
@@ -124,56 +125,49 @@ def main() -> int:
     if not Path(spy).exists():
         print("py-spy is not installed: pip install -e '.[bench]'", file=sys.stderr)
         return 2
-    proc = next(s for s in servers(args.rows) if s.key == args.server)
-    with tempfile.TemporaryDirectory() as tmp:
-        log_dir = Path(tmp)
-        migrate({"DJANGO_SQLITE_PATH": str(log_dir / "bench.sqlite3")}, settings="benchmarks.settings")
-        proc.start(log_dir)
-        raw = log_dir / "profile.txt"
-        try:
-            record = subprocess.Popen(
-                [spy, "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "250",
-                 "--output", str(raw), "--duration", str(int(args.seconds) + 15), "--nonblocking",
-                 *(["--native"] if args.native else []), *(["--gil"] if args.gil else [])],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-            result = asyncio.run(drive(proc.url, proc.http, proc.pid, args.seconds))
-            record.wait()
-        finally:
-            proc.stop()
-        print(f"{args.server}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items()))
-        print(summarize(raw, args.top))
-    return 0
+    return profile(
+        args,
+        lambda pid, out: [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--output", str(out),
+                          "--duration", str(int(args.seconds)), "--nonblocking",
+                          *(["--native"] if args.native else []), *(["--gil"] if args.gil else [])],
+        lambda out, _pid: summarize(out, args.top),
+    )
 
 
 def perf_main(args: argparse.Namespace) -> int:
-    """The same workload under ``perf record`` (Debian's linux-perf), started once the views exist."""
+    """The same workload under ``perf record`` (Debian's linux-perf)."""
     if shutil.which("perf") is None:
         print("perf is not installed: apt-get install linux-perf", file=sys.stderr)
         return 2
+    return profile(
+        args,
+        lambda pid, out: ["perf", "record", "-e", "cpu-clock", "-F", "999", "-p", str(pid), "-o", str(out),
+                          "--", "sleep", str(args.seconds)],
+        summarize_perf,
+    )
+
+
+def profile(args: argparse.Namespace, recorder: Callable[[int, Path], list[str]], report: Callable[[Path, int], str]) -> int:
+    """Start the server, build the clients' views, then record while the workload runs."""
     proc = next(s for s in servers(args.rows) if s.key == args.server)
     with tempfile.TemporaryDirectory() as tmp:
         log_dir = Path(tmp)
         migrate({"DJANGO_SQLITE_PATH": str(log_dir / "bench.sqlite3")}, settings="benchmarks.settings")
         proc.start(log_dir)
-        data = log_dir / "perf.data"
+        out = log_dir / "samples"
         recorders: list[subprocess.Popen] = []
 
         def record() -> None:
-            recorders.append(subprocess.Popen(
-                ["perf", "record", "-e", "cpu-clock", "-F", "999", "-p", str(proc.pid), "-o", str(data),
-                 "--", "sleep", str(args.seconds)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))
+            recorders.append(subprocess.Popen(recorder(proc.pid, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
         try:
             result = asyncio.run(drive(proc.url, proc.http, proc.pid, args.seconds, on_ready=record))
-            for recorder in recorders:
-                recorder.wait()
+            for running in recorders:
+                running.wait()
         finally:
             proc.stop()
         print(f"{args.server}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items()))
-        print(summarize_perf(data, proc.pid))
+        print(report(out, proc.pid))
     return 0
 
 
