@@ -133,13 +133,22 @@ def reload(obj: PublishedTable, engine: Engine | None = None) -> bool:
 
 
 def publish(obj: PublishedTable, engine: Engine | None = None) -> bool:
-    """Host ``obj`` and mark it published; a source that fails to load stays as it was."""
-    if not reload(obj, engine):
-        return False
-    if not obj.published:
+    """Mark ``obj`` published and host it; a source that fails to load stays as it was.
+
+    Published first: connections re-list their tables when the table appears, and one that
+    asked while the row still said unpublished would not see it until its cached answer
+    expires (``POLICY_CACHE_SECONDS``).
+    """
+    was_published = obj.published
+    if not was_published:
         obj.published = True
         PublishedTable.objects.filter(pk=obj.pk).update(published=True)
-    return True
+    if reload(obj, engine):
+        return True
+    if not was_published:
+        obj.published = False
+        PublishedTable.objects.filter(pk=obj.pk).update(published=False)
+    return False
 
 
 def save_published(obj: PublishedTable, engine: Engine | None = None) -> None:
