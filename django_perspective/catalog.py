@@ -131,9 +131,9 @@ class Catalog:
     def dimensions(self, view_id: str) -> Dimensions | None:
         """The view's current size, or None when no such view exists."""
         polls = self.polls
-        known = self._dimensions.get(view_id)
-        if known is not None and known[0] == polls:
-            return known[1]
+        known = self.known_dimensions(view_id)
+        if known is not None:
+            return known
         found = self._probe_dimensions(view_id)
         if found is not None:
             self._dimensions[view_id] = (polls, found)

@@ -604,7 +604,6 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         )
 
 
-
 def _msg_id(frame: bytes) -> int:
     """A frame's msg_id: Perspective writes it first, when it is not 0."""
     if frame[:1] != b"\x08":

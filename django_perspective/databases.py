@@ -635,14 +635,13 @@ class SessionHandler:
     def _run(self, table: DatabaseTable, sql: str, params: dict[str, Any] | None = None) -> Any:
         backend = table.backend
         timeout = float(conf.get("DATABASE_STATEMENT_TIMEOUT") or 0)
+        statements.debug("%s", sql)
         if not backend.keeps_views:
-            statements.debug("%s", sql)
             with backend.connection() as conn:
                 return backend.execute(conn, sql, self._params.get(table.name, {}), timeout)
         cursor = self._cursors.get(id(backend))
         if cursor is None:
             cursor = self._cursors[id(backend)] = backend.connect()
-        statements.debug("%s", sql)
         return backend.execute(cursor, sql, params or {}, timeout)
 
     def _source(self, table: DatabaseTable) -> str:

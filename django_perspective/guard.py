@@ -585,20 +585,20 @@ def is_small_read(request: Request, dims: Dimensions | None, max_cells: int) -> 
     if name not in VIEWPORT_KINDS or dims is None:
         return False
     viewport = request.body.get("viewport", {})
-    rows = _span(viewport, "start_row", "end_row", dims.rows)
-    cols = _span(viewport, "start_col", "end_col", dims.columns)
-    return rows * max(cols, 1) <= max_cells
+    rows = _bounds(viewport, "start_row", "end_row", dims.rows)
+    cols = _bounds(viewport, "start_col", "end_col", dims.columns)
+    return (rows[1] - rows[0]) * max(cols[1] - cols[0], 1) <= max_cells
 
 
-def _span(span: dict[str, int], start: str, end: str, size: int) -> int:
+def _bounds(span: dict[str, int], start: str, end: str, size: int) -> tuple[int, int]:
+    """``start``/``end`` brought inside ``0..size`` (``span`` itself untouched)."""
     last = min(span.get(end, size), size)
-    return last - min(span.get(start, 0), last)
+    return min(span.get(start, 0), last), last
 
 
 def _clamp(span: dict[str, int], start: str, end: str, size: int) -> int:
     """Bring ``start``/``end`` inside ``0..size``; return how many they cover."""
-    last = min(span.get(end, size), size)
-    first = min(span.get(start, 0), last)
+    first, last = _bounds(span, start, end, size)
     if end in span or last != size:
         span[end] = last
     if start in span:

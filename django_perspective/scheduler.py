@@ -167,15 +167,18 @@ class Lane:
         except Exception:  # as on a worker: the caller's loop must outlive any call
             logger.exception("engine call %s failed", getattr(fn, "__name__", "call"))
         finally:
-            elapsed = time.monotonic() - started
-            self.budget.charge(elapsed)
-            self.load.add(elapsed)
+            self._charge(time.monotonic() - started)
             with self._lock:
                 head = self._tasks[0] if self._tasks else None
                 self._active = head is not None
             if head is not None:
                 self._router(head).put(self)
         return True
+
+    def _charge(self, seconds: float) -> None:
+        """A call of this lane ran for ``seconds``: its budget and its place in the queue."""
+        self.budget.charge(seconds)
+        self.load.add(seconds)
 
     def _push(self, task: Task) -> None:
         with self._lock:
@@ -292,9 +295,7 @@ class Worker:
                 self._run(lane.label, getattr(task.fn, "__name__", "call"), task.fn, *task.args, future=task.future)
         else:
             self._run(lane.label, getattr(task.fn, "__name__", "call"), task.fn, *task.args, future=task.future)
-        elapsed = time.monotonic() - started
-        lane.budget.charge(elapsed)
-        lane.load.add(elapsed)
+        lane._charge(time.monotonic() - started)
         lane._done()
 
     def _run(self, label: str, what: str, fn: Callable[..., Any], *args: Any, future: Future[Any] | None = None) -> None:
