@@ -1,9 +1,10 @@
 """Run the benchmark suite: ``python -m benchmarks.run [--rows N] [--quick] [--only W ...]``.
 
-Starts Perspective's Tornado handler, our consumer under daphne and under uvicorn side by
-side on loopback, then runs every workload round by round across the servers (A B C A B C)
-so machine noise hits all alike. Prints the medians and ratios to the Tornado handler and
-writes ``benchmarks/results/latest.{json,md,png}`` (``latest-quick.*`` with ``--quick``).
+Starts Perspective's Tornado handler and our consumer under daphne - this app's launch
+(``python -m django_perspective.serve``) and daphne's own command (``daphne-stock``) - and
+under uvicorn, side by side on loopback, then runs every workload round by round across the
+servers (A B C A B C) so machine noise hits all alike. Prints the medians and ratios to the
+Tornado handler and writes ``benchmarks/results/latest.{json,md,png}`` (``latest-quick.*`` with ``--quick``).
 """
 
 from __future__ import annotations
@@ -106,8 +107,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, help="table rows (default 1,000,000; 100,000 with --quick)")
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds for development")
     parser.add_argument("--only", nargs="+", choices=WORKLOADS, default=WORKLOADS)
-    parser.add_argument("--servers", nargs="+", choices=["tornado", "daphne", "uvicorn"],
-                        default=["tornado", "daphne", "uvicorn"])
+    parser.add_argument("--servers", nargs="+", choices=list(report.SERVERS), default=list(report.SERVERS))
     args = parser.parse_args()
     rows = args.rows or (100_000 if args.quick else 1_000_000)
     p = plan(args.quick)

@@ -81,7 +81,15 @@ def servers(rows: int) -> list[ServerProcess]:
         ),
         ServerProcess(
             "daphne",
-            "django-perspective on daphne",
+            "django-perspective on daphne (python -m django_perspective.serve)",
+            OURS_WS,
+            ["-m", "django_perspective.serve", "-b", "127.0.0.1", "-p", "{port}",
+             "--websocket-max-message-size", size, ASGI_APP],
+            rows,
+        ),
+        ServerProcess(
+            "daphne-stock",
+            "django-perspective on daphne's own command",
             OURS_WS,
             ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}",
              "--websocket-max-message-size", size, ASGI_APP],

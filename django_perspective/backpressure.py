@@ -33,7 +33,7 @@ class Gate:
         self.open.set()
 
 
-def _daphne_protocol(send: Any) -> Any:
+def daphne_protocol(send: Any) -> Any:
     """The autobahn protocol behind daphne's ``send``: ``partial(server.handle_reply, protocol)``,
     possibly wrapped by Channels' session middleware (``InstanceSessionWrapper.real_send``)."""
     for _ in range(8):
@@ -47,7 +47,7 @@ def _daphne_protocol(send: Any) -> Any:
 
 def gate_for(send: Any) -> Gate | None:
     """A gate on daphne's transport behind ``send``, or None under other servers."""
-    transport = getattr(_daphne_protocol(send), "transport", None)
+    transport = getattr(daphne_protocol(send), "transport", None)
     if transport is None:
         return None
     # After the upgrade, Twisted's HTTPChannel is still the transport's producer and passes

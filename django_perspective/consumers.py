@@ -118,6 +118,9 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             await self.close(code=refusal)
             return
         self._gate = backpressure.gate_for(self.base_send)
+        # Under ``python -m django_perspective.serve``: daphne's protocol can send a binary
+        # reply directly, without the ASGI send's hops (``serve.py``).
+        self._send_binary = getattr(backpressure.daphne_protocol(self.base_send), "send_binary", None)
         self._writer = self._loop.create_task(self._drain())
         # Queued, not awaited: the session opens before any of this connection's requests
         # (the lane keeps order), and a busy engine never delays the handshake. Once the
@@ -457,7 +460,7 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             elif kind == "view_delete":
                 self._view_delete(request, frame)
             else:
-                self.session.handle_request(frame)
+                self.session.handle_request(frame, (request.kind.number, request.entity_id))
                 if kind in ("view_expand", "view_collapse", "view_set_depth"):
                     catalog.forget_view(request.entity_id)
                 elif kind in ("table_delete", "make_table", "make_join_table"):
@@ -576,6 +579,8 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             response = self._too_large(response)
         if self._gate is not None:
             await self._gate.open.wait()  # the client's socket is backed up: hold it here
+        if self._send_binary is not None and self._send_binary(response):
+            return
         await self.base_send({"type": "websocket.send", "bytes": response})
 
     def _failed(self, response: bytes, exc: Exception) -> bytes | None:

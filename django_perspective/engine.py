@@ -30,11 +30,15 @@ from typing import Any, TypeVar
 
 import perspective
 
-from . import conf, memory, presence, protocol, scheduler
+from . import conf, memory, presence, protocol, scheduler, schema
 from .catalog import Catalog
 from .data import encode
 
 T = TypeVar("T")
+
+# Requests that change no engine state: the poll Perspective asks for after each one has
+# nothing to apply, and answering it would wake two threads per read.
+READS = frozenset(number for number, kind in schema.KINDS.items() if kind.read)
 
 logger = logging.getLogger("django_perspective.engine")
 
@@ -86,8 +90,9 @@ class Session:
         else:
             self._callback(response)
 
-    def handle_request(self, frame: bytes) -> None:
-        self._engine._request(self.raw, frame, client=self)
+    def handle_request(self, frame: bytes, decoded: tuple[int, str] | None = None) -> None:
+        """Run ``frame``; ``decoded`` is its (type number, entity) if the caller knows them."""
+        self._engine._request(self.raw, frame, client=self, decoded=decoded)
 
     def write_then_poll(self, frame: bytes) -> None:
         self._held = []
@@ -133,6 +138,7 @@ class Engine:
         self._writes_pending = False  # a write was handled since the last poll
         self._last_poll = 0.0
         self._polling = False  # the engine thread is inside server.poll()
+        self._reading = threading.local()  # .now: this thread runs a read (its poll request is moot)
         self._closed = False
         self._worker = scheduler.Worker("perspective-engine", chore=self._paced_poll)
         # Pure reads may run on this one reader thread while the engine thread builds another
@@ -226,7 +232,9 @@ class Engine:
             return fn(*args)
         return await asyncio.wrap_future(self.submit(fn, *args))
 
-    def _request(self, session: Any, frame: bytes, *, client: Session | None = None) -> None:
+    def _request(
+        self, session: Any, frame: bytes, *, client: Session | None = None, decoded: tuple[int, str] | None = None
+    ) -> None:
         """Hand one request to Perspective under the poll rule.
 
         A write marks a poll pending; a connection's write (``client``) is polled at once
@@ -234,20 +242,30 @@ class Engine:
         for the paced poll, so streams keep their batching. Anything else that touches a
         table first polls pending writes: never update -> make_view -> poll.
         """
-        try:
-            request = protocol.parse_envelope(frame)
-        except protocol.ProtocolError:
-            request = protocol.Envelope(0, "", 0, (0, 0))
-        write = request.kind in protocol.WRITES
+        if decoded is None:
+            try:
+                envelope = protocol.parse_envelope(frame)
+                decoded = (envelope.kind, envelope.entity_id)
+            except protocol.ProtocolError:
+                decoded = (0, "")
+        kind = decoded[0]
+        write = kind in protocol.WRITES
         engine_thread = self.on_engine_thread()
-        if self._writes_pending and engine_thread and not write and request.kind not in protocol.TABLELESS:
+        if self._writes_pending and engine_thread and not write and kind not in protocol.TABLELESS:
             self._poll()
-        scheduler.note(f"request kind={request.kind} entity={request.entity_id!r}")
+        scheduler.note(*decoded)
         if write:
             self._writes_pending = True
             if client is not None and engine_thread:
                 client.write_then_poll(frame)
                 return
+        if kind in READS:
+            self._reading.now = True
+            try:
+                session.handle_request(frame)
+            finally:
+                self._reading.now = False
+            return
         session.handle_request(frame)
 
     def _local_request(self, frame: bytes) -> None:
@@ -261,8 +279,11 @@ class Engine:
         logger.debug("table %r freed (request %s)", envelope.entity_id, envelope.msg_id)
 
     def _on_poll_request(self, _server: Any) -> None:
-        # Perspective asks for a poll after each request; one poll per interval applies
-        # everything that arrived meanwhile and sends one notification per view.
+        # Perspective asks for a poll after each request, on the thread that made it; one
+        # poll per interval applies everything that arrived meanwhile and sends one
+        # notification per view. A read's request is dropped unless a write waits anyway.
+        if getattr(self._reading, "now", False) and not self._writes_pending:
+            return
         with self._poll_lock:
             if self._poll_requested:
                 return
@@ -321,7 +342,7 @@ class Engine:
                         running.seconds(),
                         self.call_timeout,
                         worker.name,
-                        running.what,
+                        running.describe(),
                         running.lane,
                     )
 
@@ -334,7 +355,7 @@ class Engine:
         for worker in self._workers():
             running = worker.running
             if running is not None and self.call_timeout and running.seconds() > self.call_timeout:
-                out.append(f"{worker.name}: {running.what} for {running.seconds():.0f} s")
+                out.append(f"{worker.name}: {running.describe()} for {running.seconds():.0f} s")
         return out
 
     def busy(self) -> bool:

@@ -47,16 +47,25 @@ class Running:
     started: float
     what: str
     reported: bool = field(default=False)
+    request: tuple[int, str] | None = None  # (type number, entity) of the engine request now
 
     def seconds(self) -> float:
         return time.monotonic() - self.started
 
+    def describe(self) -> str:
+        if self.request is None:
+            return self.what
+        return f"request kind={self.request[0]} entity={self.request[1]!r}"
 
-def note(what: str) -> None:
-    """Describe the call running on this worker thread (for the watchdog's log line)."""
+
+def note(kind: int, entity: str) -> None:
+    """Name the engine request running on this worker thread (for the watchdog's log line).
+
+    Kept as values, formatted only if the call stalls: this runs for every request.
+    """
     running = getattr(_current, "running", None)
     if running is not None:
-        running.what = what
+        running.request = (kind, entity)
 
 
 class Load:
@@ -316,5 +325,5 @@ class Worker:
         finally:
             elapsed = self.running.seconds()
             if self.running.reported:
-                logger.warning("engine call finished after %.1f s: %s (%s)", elapsed, self.running.what, label)
+                logger.warning("engine call finished after %.1f s: %s (%s)", elapsed, self.running.describe(), label)
             self.running = _current.running = None

@@ -143,8 +143,10 @@ class DaphneProcess:
     It reads its own settings (``settings``, default: this process's
     ``DJANGO_SETTINGS_MODULE``) with ``env`` added to the environment: point its database
     at one it shares with the test, or make users through ``login()``, which runs in the
-    server's environment. ``app`` defaults to the settings' ``ASGI_APPLICATION``. Use it as
-    a context manager, or ``start()`` and ``stop()``.
+    server's environment. ``app`` defaults to the settings' ``ASGI_APPLICATION``.
+    ``launcher`` is the module run with ``python -m``: daphne through this app's launch
+    (``django_perspective.serve``), or ``"daphne"`` itself. Use it as a context manager, or
+    ``start()`` and ``stop()``.
     """
 
     def __init__(
@@ -158,8 +160,10 @@ class DaphneProcess:
         port: int | None = None,
         cwd: Path | None = None,
         unix_socket: Path | None = None,
+        launcher: str = "django_perspective.serve",
     ) -> None:
         self.port = port or free_port()
+        self.launcher = launcher
         self.unix_socket = unix_socket  # listen there too, as behind a proxy (``daphne -u``)
         self.log_path = log_path or Path(tempfile.mkdtemp(prefix="daphne-")) / "daphne.log"
         self.cwd = cwd or Path.cwd()
@@ -185,7 +189,7 @@ class DaphneProcess:
 
     def start(self) -> DaphneProcess:
         app = self.app or _asgi_target(self.settings, self.cwd, self.env)
-        cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        cmd = [sys.executable, "-m", self.launcher, "-b", "127.0.0.1", "-p", str(self.port)]
         if self.max_message is not None:
             cmd += ["--websocket-max-message-size", str(self.max_message)]
         if self.unix_socket is not None:

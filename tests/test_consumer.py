@@ -129,10 +129,10 @@ async def test_a_failing_engine_call_answers_the_caller(engine, monkeypatch):
         def __init__(self, session):
             self.session = session
 
-        def handle_request(self, frame: bytes) -> None:
+        def handle_request(self, frame: bytes, decoded: tuple[int, str] | None = None) -> None:
             if protocol.parse_envelope(frame).entity_id == "probe":
                 raise RuntimeError("engine exploded")
-            self.session.handle_request(frame)
+            self.session.handle_request(frame, decoded)
 
         def close(self) -> None:
             self.session.close()

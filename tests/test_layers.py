@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("arrow",),
     # Foundations: settings, row encoding, the wire format, file and SQL readers, small helpers.
-    ("conf", "data", "protocol", "backpressure", "finders", "client", "files", "sql", "presence", "expressions", "scheduler", "fields", "principals", "memory"),
+    ("conf", "data", "protocol", "backpressure", "finders", "client", "files", "sql", "presence", "expressions", "scheduler", "fields", "principals", "memory", "serve"),
     # The request schema (every request type, field by field), then what the engine holds.
     ("schema",),
     ("catalog",),

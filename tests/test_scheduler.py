@@ -194,7 +194,7 @@ def test_the_watchdog_reports_a_call_past_the_timeout_with_its_request(caplog):
         def slow() -> None:
             from django_perspective.scheduler import note
 
-            note("request kind=6 entity='orders'")
+            note(6, "orders")  # as Engine._request does for each request
             time.sleep(1.2)
 
         with caplog.at_level(logging.ERROR, logger="django_perspective.engine"):

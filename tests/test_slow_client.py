@@ -34,9 +34,10 @@ def connections(server: DaphneProcess) -> int:
         return json.loads(response.read())["connections"]
 
 
-async def test_a_client_that_stops_reading_is_closed_and_others_stay_fast(demo_db, tmp_path):
+@pytest.mark.parametrize("launcher", ["django_perspective.serve", "daphne"])
+async def test_a_client_that_stops_reading_is_closed_and_others_stay_fast(demo_db, tmp_path, launcher):
     env = {**demo_db, "MAX_OUTBOX_BYTES": str(LIMIT)}
-    server = DaphneProcess(tmp_path / "daphne.log", env=env, settings="tests.settings_live").start()
+    server = DaphneProcess(tmp_path / "daphne.log", env=env, settings="tests.settings_live", launcher=launcher).start()
     try:
         async with connect(server.ws_url) as fast:
             fast_table = await fast.client.open_table("leak")

@@ -211,10 +211,10 @@ class _Counted:
         self.session = session
         self.counts = counts
 
-    def handle_request(self, frame: bytes) -> None:
+    def handle_request(self, frame: bytes, decoded: tuple[int, str] | None = None) -> None:
         self.counts["engine"] += 1
         self.counts[f"engine {schema.KINDS[protocol.parse_envelope(frame).kind].name}"] += 1
-        self.session.handle_request(frame)
+        self.session.handle_request(frame, decoded)
 
     def close(self) -> None:
         self.session.close()
