@@ -15,13 +15,23 @@ installed, then ``PERSPECTIVE["DEFAULT_ACCESS"]``. A registry row for a code-def
 (``source="provider"``) overrides its declared read policy; an unpublished row lets nobody
 read its table. These checks may touch the database:
 call them from sync code, or through ``database_sync_to_async``.
+
+Registry rows are read once per table per ``memo_seconds()`` for the whole process, not
+once per connection: every open connection re-checks its tables each
+``POLICY_CACHE_SECONDS``, and a thousand viewers must not mean hundreds of queries a
+second. A connection trusts a decision for the rest of the period
+(``decision_seconds()``), so a change made anywhere still reaches it within
+``POLICY_CACHE_SECONDS``; a row saved or deleted in this process is re-read at once.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from django.db.models.signals import post_delete, post_save
 
 from . import conf
 from . import expressions as expression_policy
@@ -122,10 +132,7 @@ def _published(name: str, declared: TablePolicy | None = None) -> TablePolicy | 
         model = apps.get_model("django_perspective", "PublishedTable")
     except LookupError:
         return None
-    rows = model.objects.filter(name=name).select_related("access_group")
-    if declared is not None:
-        rows = rows.filter(source=model.SOURCE_PROVIDER)
-    row = rows.first()
+    row = _registry_row(model, name, provider_only=declared is not None)
     if row is None:
         return None
     if not row.published:
@@ -135,6 +142,43 @@ def _published(name: str, declared: TablePolicy | None = None) -> TablePolicy | 
         return TablePolicy(read, declared.update, obj=row)
     editable = "perm:django_perspective.change_publishedtable" if row.editable else None
     return TablePolicy(read, editable, obj=row)
+
+
+_rows: dict[tuple[str, bool], tuple[float, Any]] = {}  # (name, provider only) -> (read at, row or None)
+
+
+def memo_seconds() -> float:
+    """How long the process reuses a registry row it read: a tenth of the period, at most 0.5 s."""
+    return min(0.5, max(conf.get("POLICY_CACHE_SECONDS"), 0.0) / 10)
+
+
+def decision_seconds() -> float:
+    """How long a connection trusts an access decision: the period less the row memo's life."""
+    return max(conf.get("POLICY_CACHE_SECONDS") - memo_seconds(), 0.0)
+
+
+def _registry_row(model: Any, name: str, provider_only: bool) -> Any:
+    key = (name, provider_only)
+    now = time.monotonic()
+    hit = _rows.get(key)
+    if hit is not None and now - hit[0] < memo_seconds():
+        return hit[1]
+    rows = model.objects.filter(name=name).select_related("access_group")
+    if provider_only:
+        rows = rows.filter(source=model.SOURCE_PROVIDER)
+    row = rows.first()
+    _rows[key] = (now, row)
+    return row
+
+
+def forget_rows(**_kwargs: Any) -> None:
+    """A registry row, or a group rows name, changed in this process: read rows afresh."""
+    _rows.clear()
+
+
+for _signal in (post_save, post_delete):
+    for _sender in ("django_perspective.PublishedTable", "auth.Group"):
+        _signal.connect(forget_rows, sender=_sender, dispatch_uid=f"django_perspective.access.{_signal is post_save}.{_sender}")
 
 
 def allows(policy: Policy, user: Any, name: str, obj: Any = None) -> bool:

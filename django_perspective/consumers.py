@@ -165,6 +165,7 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             catalog=self._engine.catalog,
             owned=self._engine.views,
             expressions=access.expressions_for,
+            on_unreadable=self._revoke,
             limits=Limits(
                 max_views=conf.get("MAX_VIEWS"),
                 max_view_cells=conf.get("MAX_VIEW_CELLS"),
@@ -172,7 +173,7 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
                 max_ports=conf.get("MAX_PORTS"),
                 rate=conf.get("RATE_LIMIT"),
                 burst=conf.get("RATE_BURST"),
-                ttl=conf.get("POLICY_CACHE_SECONDS"),
+                ttl=access.decision_seconds(),
             ),
             client_tables=self.client_tables,
         )
@@ -221,8 +222,7 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             self.scope["user"] = fresh  # permissions are read again, not from the old user's cache
         self.guard.forget()
         for table in self.guard.tables():
-            if not await self.guard.readable(table):
-                self._revoke(table)
+            await self.guard.readable(table)  # one no longer readable is revoked: on_unreadable
 
     async def _signed_out(self) -> None:
         logger.warning(

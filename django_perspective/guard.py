@@ -105,6 +105,9 @@ class Guard:
     catalog: Catalog
     owned: dict[str, Guard]
     expressions: Callable[[str], expression_policy.Policy] = lambda name: "safe"
+    # Told (event loop) when a fresh decision finds a table with open views unreadable, so
+    # they are deleted then - not only at the next re-validation - and stop getting updates.
+    on_unreadable: Callable[[str], None] | None = None
     limits: Limits = field(default_factory=Limits)
     client_tables: bool = False
     views: dict[str, ViewState] = field(default_factory=dict)
@@ -127,7 +130,10 @@ class Guard:
     async def readable(self, name: str) -> bool:
         if name in self.created:
             return True
-        return await self._cached(self._read, self.can_read, name)
+        allowed = await self._cached(self._read, self.can_read, name)
+        if not allowed and self.on_unreadable is not None and name in self.tables():
+            self.on_unreadable(name)
+        return allowed
 
     async def updatable(self, name: str) -> bool:
         if name in self.created:
@@ -474,8 +480,8 @@ class Guard:
         now on calls on them fail like calls on a missing table, whatever the policy says
         later. The cached decisions about the table are dropped too.
         """
-        ids = self.views_on(table)
         with self._lock:
+            ids = [view_id for view_id, view in self.views.items() if view.table == table and view_id not in self.revoked]
             self.revoked.update(dict.fromkeys(ids, table))
         self._read.pop(table, None)
         self._update.pop(table, None)

@@ -33,7 +33,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from . import databases, live, sources
+from . import access, databases, live, sources
 from .data import encode
 from .engine import Engine, TableNotFound, get_engine
 from .errors import LoadError
@@ -141,14 +141,19 @@ def publish(obj: PublishedTable, engine: Engine | None = None) -> bool:
     """
     was_published = obj.published
     if not was_published:
-        obj.published = True
-        PublishedTable.objects.filter(pk=obj.pk).update(published=True)
+        _set_published(obj, True)
     if reload(obj, engine):
         return True
     if not was_published:
-        obj.published = False
-        PublishedTable.objects.filter(pk=obj.pk).update(published=False)
+        _set_published(obj, False)
     return False
+
+
+def _set_published(obj: PublishedTable, published: bool) -> None:
+    """Save only the flag: no post_save, whose receiver would host or retire the row again."""
+    obj.published = published
+    PublishedTable.objects.filter(pk=obj.pk).update(published=published)
+    access.forget_rows()  # this process reads the row afresh
 
 
 def save_published(obj: PublishedTable, engine: Engine | None = None) -> None:
@@ -205,8 +210,7 @@ def unpublish(obj: PublishedTable, engine: Engine | None = None) -> None:
     read it, and open connections delete their views within ``POLICY_CACHE_SECONDS``.
     """
     if obj.published:
-        obj.published = False
-        PublishedTable.objects.filter(pk=obj.pk).update(published=False)
+        _set_published(obj, False)
     _retire(obj.name, engine or get_engine())
 
 

@@ -8,6 +8,14 @@ import pytest
 from .servers import DaphneProcess, migrate
 
 
+@pytest.fixture(autouse=True)
+def _fresh_registry_rows() -> None:
+    """Each test's database starts empty: rows a previous test read are not this one's."""
+    from django_perspective import access
+
+    access.forget_rows()
+
+
 @pytest.fixture(scope="session")
 def demo_db(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A migrated SQLite database file for server processes to share."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import uuid
 
 import pyarrow as pa
@@ -356,3 +357,22 @@ def test_access_choices_are_validated(db, fields, field, message):
     with pytest.raises(ValidationError) as caught:
         PublishedTable(name="t", source="sql", sql="SELECT 1", **fields).full_clean()
     assert caught.value.message_dict[field] == [message]
+
+
+def test_registry_rows_are_read_once_per_memo_for_every_connection(db, settings, django_assert_num_queries):
+    """Many connections re-checking one table cost one query per memo period, not one each;
+    a change saved in this process is seen at once, one made elsewhere within the memo."""
+    settings.PERSPECTIVE = {"POLICY_CACHE_SECONDS": 5}
+    assert access.memo_seconds() == 0.5 and access.decision_seconds() == 4.5
+    obj = PublishedTable.objects.create(name="book", source="sql", sql="SELECT 1", access="public", published=True)
+    anonymous = AnonymousUser()
+    with django_assert_num_queries(1):
+        assert all(access.can_read(anonymous, "book") for _ in range(200))
+    obj.access = "staff"
+    obj.save()  # in this process: forgotten at once
+    assert not access.can_read(anonymous, "book")
+    PublishedTable.objects.filter(pk=obj.pk).update(access="public")  # as another process would
+    assert not access.can_read(anonymous, "book")  # still the row read just now
+    settings.PERSPECTIVE = {"POLICY_CACHE_SECONDS": 0.5}
+    time.sleep(access.memo_seconds() + 0.01)
+    assert access.can_read(anonymous, "book")
