@@ -43,6 +43,7 @@ UNKNOWN_CLIENT = "anonymous:unknown"
 _unknown_client_warned = False
 
 MAX_SUBSCRIPTIONS = 64  # listing subscriptions per connection whose notifications are filtered
+_HOSTED_TABLES = schema.BY_NAME["get_hosted_tables"].number
 
 
 class PerspectiveConsumer(AsyncWebsocketConsumer):
@@ -311,8 +312,8 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
         The default removes tables this connection may not read from table listings, and
         drops a listing notification when the tables this connection may read did not change.
         """
-        if not _is_kind(response, schema.BY_NAME["get_hosted_tables"].number):
-            if _msg_id(response) in self._subscriptions and not protocol.parse_response(response).kind:
+        if not _is_kind(response, _HOSTED_TABLES):
+            if self._subscriptions and _msg_id(response) in self._subscriptions and not protocol.parse_response(response).kind:
                 return await self._listing_changed(response)
             return response
         envelope = protocol.parse_envelope(response)

@@ -61,21 +61,42 @@ def read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
             raise ProtocolError("varint longer than 64 bits")
 
 
+def _varint_within(data: bytes | memoryview, pos: int, end: int) -> tuple[int, int]:
+    """A varint that must end by ``end`` (a field never runs past its message)."""
+    value, pos = read_varint(data, pos)
+    if pos > end:
+        raise ProtocolError("truncated varint")
+    return value, pos
+
+
 def read_field(data: bytes | memoryview, pos: int, end: int) -> tuple[int, int, int | tuple[int, int], int]:
     """Read the field at ``pos``: ``(field_number, wire_type, value, next_pos)``.
 
     ``value`` is the integer for varints and fixed-width fields (the raw bits) and a
     ``(start, end)`` pair of offsets for length-delimited ones.
     """
-    tag, pos = read_varint(data, pos)
+    # One-byte tags, values and lengths are the rule: read them here, not in read_varint.
+    tag = data[pos] if pos < end else 0x80
+    if tag < 0x80:
+        pos += 1
+    else:
+        tag, pos = _varint_within(data, pos, end)
     field, wire = tag >> 3, tag & 7
     if field == 0:
         raise ProtocolError("field number 0")
     value: int | tuple[int, int]
     if wire == _VARINT:
-        value, pos = read_varint(data, pos)
+        value = data[pos] if pos < end else 0x80
+        if value < 0x80:
+            pos += 1
+        else:
+            value, pos = _varint_within(data, pos, end)
     elif wire == _LEN:
-        length, pos = read_varint(data, pos)
+        length = data[pos] if pos < end else 0x80
+        if length < 0x80:
+            pos += 1
+        else:
+            length, pos = _varint_within(data, pos, end)
         if pos + length > end:
             raise ProtocolError("truncated length-delimited field")
         value = (pos, pos + length)
@@ -136,7 +157,12 @@ def parse_envelope(data: bytes | memoryview) -> Envelope:
     return envelope
 
 
+_SMALL = [bytes((n,)) for n in range(0x80)]  # the one-byte varints: tags, small values
+
+
 def varint(value: int) -> bytes:
+    if 0 <= value < 0x80:
+        return _SMALL[value]
     out = bytearray()
     while True:
         byte = value & 0x7F

@@ -36,3 +36,15 @@ def test_with_msg_id_rewrites_only_the_id():
 def test_malformed_frames_raise_protocol_error(frame, message):
     with pytest.raises(protocol.ProtocolError, match=message):
         protocol.parse_envelope(frame)
+
+
+@pytest.mark.parametrize("tail", [b"\x08\x96", b"\x80"])  # a value, then a tag, cut at the body's end
+def test_a_varint_may_not_run_past_its_message(tail):
+    """A nested message's last varint ending in the bytes after it is truncated, not read on."""
+    from django_perspective import schema
+
+    body = b"\x0a" + bytes([len(tail)]) + tail  # ViewToColumnsStringReq.viewport, then its length
+    # The entity_id after the body: its tag byte would end the cut varint.
+    frame = b"\x08\x01" + protocol.varint(24 << 3 | 2) + bytes([len(body)]) + body + b"\x12\x01v"
+    with pytest.raises(protocol.ProtocolError, match="truncated"):
+        schema.decode(frame)
