@@ -9,11 +9,12 @@ two things on open, uncompressed connections:
   of through autobahn's ``sendMessage`` (which copies the payload into the frame and formats
   its debug log arguments whether or not anything logs them) and a reactor turn for Twisted's
   deferred write. A large payload is written as it is: never copied on its way out;
-- autobahn's ``dataReceived`` formats debug log arguments for every chunk read; here it
-  does not.
+- a read that is exactly one whole masked binary frame (the usual request) is unmasked
+  and handed to daphne's ``onMessage`` here; autobahn's frame parser, in Python, and its
+  ``dataReceived``, which formats debug log arguments for every read, see everything else.
 
 Everything else - the handshake, frame parsing and masking, pings, close, limits, TLS
-endpoints (which keep autobahn's path) - is daphne's and autobahn's. The consumer finds the
+endpoints (which keep autobahn's whole path) - is daphne's and autobahn's. The consumer finds the
 protocol behind daphne's ``send`` (``backpressure.daphne_protocol``) and calls
 ``send_binary`` directly when it is there.
 """
@@ -45,7 +46,48 @@ class WebSocketProtocol(ws_protocol.WebSocketProtocol):
     """Daphne's websocket protocol with a direct path for binary messages."""
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802  (autobahn's interface)
-        self._dataReceived(data)
+        if not self._one_binary_frame(data):
+            self._dataReceived(data)
+
+    def _one_binary_frame(self, data: bytes) -> bool:
+        """Deliver ``data`` if it is exactly one whole, final, masked binary frame; False if not.
+
+        The usual request: one frame per read. Anything else - a partial or second frame,
+        a control or text frame, reserved bits, a length not minimally encoded, a frame
+        over the size limits, bytes autobahn holds already, a fragmented message under way,
+        compression - goes to autobahn, which parses (and refuses) it by the RFC.
+        """
+        size = len(data)
+        if (
+            size < 6
+            or data[0] != 0x82  # FIN, no reserved bits, opcode 2
+            or not data[1] & 0x80  # clients must mask
+            or self.state != self.STATE_OPEN
+            or self.data
+            or self.current_frame is not None
+            or self.inside_message
+            or self._perMessageCompress is not None
+        ):
+            return False
+        length, start = data[1] & 0x7F, 2
+        if length == 126:
+            length, start = int.from_bytes(data[2:4], "big"), 4
+            if length < 126:
+                return False
+        elif length == 127:
+            length, start = int.from_bytes(data[2:10], "big"), 10
+            if length < 1 << 16:
+                return False
+        if start + 4 + length != size:
+            return False
+        for limit in (self.maxFramePayloadSize, self.maxMessagePayloadSize):
+            if 0 < limit < length:
+                return False
+        mask = data[start : start + 4]
+        masked = int.from_bytes(data[start + 4 :], "little")
+        key = int.from_bytes(mask * (length // 4 + 1), "little") & ((1 << (8 * length)) - 1)
+        self.onMessage((masked ^ key).to_bytes(length, "little"), True)
+        return True
 
     def sendMessage(self, payload: bytes, isBinary: bool = False, fragmentSize: int | None = None,  # noqa: N802,N803
                     sync: bool = False, doNotCompress: bool = False) -> None:
@@ -57,7 +99,7 @@ class WebSocketProtocol(ws_protocol.WebSocketProtocol):
         """Send ``payload`` as one binary message if the direct path applies; False if not.
 
         It applies while the connection is open, with no compression, fragmentation or
-        queued frames of autobahn's, over plain TCP, and within the message size limit;
+        queued frames of autobahn's, over TCP or a unix socket (not TLS), within the message size limit;
         otherwise the caller goes through ``sendMessage`` as usual.
         """
         if (
@@ -67,7 +109,7 @@ class WebSocketProtocol(ws_protocol.WebSocketProtocol):
             or self.send_queue
             or self.autoFragmentSize
             or 0 < self.maxMessagePayloadSize < len(payload)
-            or type(self.transport) is not tcp.Server
+            or not isinstance(self.transport, tcp.Connection)  # TCP or a unix socket; TLS is not
         ):
             return False
         transport = self.transport

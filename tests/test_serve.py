@@ -23,7 +23,7 @@ ROWS = [0, 1, 2, 3, 700, 1_500, 1_600, 1_700, 3_000, 10_000, 200_000]
 @pytest.fixture(scope="module")
 def servers(demo_db, tmp_path_factory):
     logs = tmp_path_factory.mktemp("serve")
-    ours = DaphneProcess(logs / "serve.log", env=demo_db).start()
+    ours = DaphneProcess(logs / "serve.log", env=demo_db, unix_socket=logs / "serve.sock").start()
     stock = DaphneProcess(logs / "daphne.log", env=demo_db, launcher="daphne").start()
     yield ours, stock
     ours.stop()
@@ -38,8 +38,8 @@ def test_frame_headers_follow_rfc_6455(length, expected):
     assert serve.frame_header(length).hex() == expected
 
 
-async def _replies(url: str) -> list[bytes]:
-    async with connect(url) as conn:
+async def _replies(url: str, **options: str) -> list[bytes]:
+    async with connect(url, **options) as conn:
         view = await (await conn.client.open_table("leak")).view(columns=["id", "x", "s"])
         # All at once: large replies still being written while small ones queue behind them.
         return list(await asyncio.gather(*(view.to_arrow(start_row=0, end_row=n) for n in ROWS * 3)))
@@ -47,14 +47,82 @@ async def _replies(url: str) -> list[bytes]:
 
 async def test_replies_match_stock_daphne_byte_for_byte_and_in_order(servers):
     ours, stock = servers
-    got, want = await asyncio.gather(_replies(ours.ws_url), _replies(stock.ws_url))
+    got, on_unix, want = await asyncio.gather(
+        _replies(ours.ws_url),
+        _replies("ws://localhost/ws/perspective/", unix_socket=str(ours.unix_socket)),
+        _replies(stock.ws_url),
+    )
     sizes = sorted({len(r) for r in got})
     print("reply sizes", sizes)
     assert max(sizes) > 4 * 1024 * 1024  # more than one send of the socket takes
     assert got == want
+    assert on_unix == want
     for payload, rows in zip(got, ROWS * 3):
         table = pa.ipc.open_stream(payload).read_all()
         assert table.num_rows == rows
         if rows:
             assert table.column("id")[rows - 1].as_py() == rows - 1
 
+
+
+def _frame(payload: bytes, opcode: int = 2, fin: bool = True, masked: bool = True, rsv: int = 0) -> bytes:
+    """One client frame, built by hand so a test can send what no well-behaved client would."""
+    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
+    n = len(payload)
+    bit = 0x80 if masked else 0
+    head += bytes([bit | n]) if n < 126 else bytes([bit | 126]) + n.to_bytes(2, "big")
+    if not masked:
+        return head + payload
+    mask = b"\x11\x22\x33\x44"
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def _size_request(msg_id: int) -> bytes:
+    from django_perspective import protocol, schema
+
+    return protocol.encode_envelope(msg_id, "leak", schema.BY_NAME["table_size"].number, b"")
+
+
+async def _raw(url: str, *writes: bytes, pause: float = 0.0) -> tuple[list[int], int | None]:
+    """Write ``writes`` as they are, then read the answers' msg_ids until 3 arrive or it closes;
+    the close code received, 0 when the server dropped the connection without one."""
+    import websockets
+
+    from django_perspective.client import default_origin
+    from django_perspective.protocol import parse_response
+
+    async with websockets.connect(url, origin=default_origin(url), max_size=None) as ws:
+        for chunk in writes:
+            ws.transport.write(chunk)
+            await asyncio.sleep(pause)
+        ids: list[int] = []
+        try:
+            while len(ids) < 3:
+                ids.append(parse_response(await asyncio.wait_for(ws.recv(), 10)).msg_id)
+        except websockets.ConnectionClosed as closed:
+            return ids, closed.rcvd.code if closed.rcvd else 0
+        return ids, None
+
+
+ONE, TWO, THREE = (_size_request(n) for n in (1, 2, 3))
+SPLIT = _frame(ONE)
+
+
+@pytest.mark.parametrize(
+    "writes,pause,expected",
+    [
+        ([_frame(ONE), _frame(TWO), _frame(THREE)], 0.05, ([1, 2, 3], None)),  # one frame per read
+        ([_frame(ONE) + _frame(TWO) + _frame(THREE)], 0, ([1, 2, 3], None)),  # three in one read
+        ([SPLIT[:5], SPLIT[5:] + _frame(TWO) + _frame(THREE)], 0.05, ([1, 2, 3], None)),  # split frame
+        ([_frame(ONE[:4], fin=False), _frame(ONE[4:], opcode=0), _frame(TWO), _frame(THREE)], 0.05, ([1, 2, 3], None)),
+        ([_frame(ONE), _frame(b"hi", opcode=9), _frame(TWO), _frame(THREE)], 0.05, ([1, 2, 3], None)),  # a ping
+        ([_frame(ONE, masked=False)], 0, ([], 0)),  # clients must mask: autobahn drops it
+        ([_frame(ONE, rsv=4)], 0, ([], 0)),  # no extension was negotiated
+        ([_frame(b"{}", opcode=1)], 0, ([], 4003)),  # text: the consumer closes
+    ],
+    ids=["frame-per-read", "frames-in-one-read", "split-frame", "fragmented", "ping", "unmasked", "rsv", "text"],
+)
+async def test_odd_frames_are_handled_as_stock_daphne_handles_them(servers, writes, pause, expected):
+    ours, stock = servers
+    assert await _raw(stock.ws_url, *writes, pause=pause) == expected  # the reference
+    assert await _raw(ours.ws_url, *writes, pause=pause) == expected
