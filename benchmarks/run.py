@@ -35,7 +35,7 @@ def plan(quick: bool) -> dict[str, Any]:
     if quick:
         return {"viewport": 3, "throughput": 3, "throughput_s": 2.0, "bulk": 2, "head_of_line": 2,
                 "fanout": 2, "fanout_s": 3.0, "idle_connections": 200}
-    return {"viewport": 5, "throughput": 5, "throughput_s": 5.0, "bulk": 3, "head_of_line": 3,
+    return {"viewport": 9, "throughput": 5, "throughput_s": 5.0, "bulk": 7, "head_of_line": 3,
             "fanout": 3, "fanout_s": 10.0, "idle_connections": 1000}
 
 

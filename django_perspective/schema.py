@@ -21,7 +21,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from .protocol import ProtocolError, encode_len, read_field, varint
+from .protocol import ProtocolError, read_field, varint
 
 UINT32_MAX = 2**32 - 1
 
@@ -224,6 +224,7 @@ KINDS: dict[int, Kind] = {
 BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS.values()}
 
 MSG_ID, ENTITY_ID = 1, 2
+_MSG_ID_TAG, _ENTITY_ID_TAG = varint(MSG_ID << 3 | VARINT), varint(ENTITY_ID << 3 | LEN)
 
 
 @dataclass(slots=True)
@@ -320,7 +321,10 @@ def _decode_message(data: memoryview, pos: int, end: int, message: Message, wher
             raise SchemaError(f"unknown field {number} in {where}")
         if wire != spec.wire:
             _expect(wire, spec.wire, f"{where}.{spec.name}", value)
-        value = _decode_value(data, value, spec, where, depth)
+        if spec.kind == "uint32" and value <= spec.limit:
+            pass  # the common scalar, as it is
+        else:
+            value = _decode_value(data, value, spec, where, depth)
         name = spec.name
         if spec.map:
             entries = out.setdefault(name, {})
@@ -376,7 +380,7 @@ def _default(spec: Field) -> Any:
 
 
 def _encode_len_parts(parts: list[bytes | memoryview], tag: bytes, body: list[bytes | memoryview]) -> None:
-    parts.append(tag + varint(sum(len(p) for p in body)))
+    parts.append(tag + varint(sum(map(len, body))))
     parts.extend(body)
 
 
@@ -432,9 +436,10 @@ def encode_envelope_body(msg_id: int, entity_id: str, number: int, body: dict[st
     """Encode a request or response envelope whose ``oneof`` field ``number`` is ``body``."""
     parts: list[bytes | memoryview] = []
     if msg_id:
-        parts.append(varint(MSG_ID << 3 | VARINT) + varint(msg_id))
+        parts.append(_MSG_ID_TAG + varint(msg_id))
     if entity_id:
-        parts.append(encode_len(ENTITY_ID, entity_id.encode("utf-8")))
+        raw = entity_id.encode("utf-8")
+        parts.append(_ENTITY_ID_TAG + varint(len(raw)) + raw)
     _encode_len_parts(parts, varint(number << 3 | LEN), _encode_message(body, message))
     return b"".join(parts)
 
