@@ -936,7 +936,7 @@ class _Session:
         self._server = server
         self._callback = callback
 
-    def handle_request(self, frame: bytes) -> None:
+    def handle_request(self, frame: bytes, decoded: tuple[int, str] | None = None) -> None:
         self._callback(self._server.handle_request(frame))
 
     def close(self) -> None:
