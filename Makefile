@@ -21,7 +21,7 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v0
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) --websocket-max-message-size $(MAX_MESSAGE) example_project.asgi:application
+	$(PY) -m django_perspective.serve -b $(HOST) -p $(PORT) --websocket-max-message-size $(MAX_MESSAGE) example_project.asgi:application
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)

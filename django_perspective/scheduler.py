@@ -3,13 +3,15 @@
 One engine thread serves every connection, so first come, first served lets one client's
 backlog stall everybody's small requests for many seconds. Here each connection - and the
 server's own work, as one more - is a ``Lane`` holding its calls in order, and a
-``Worker`` thread serves the lanes that have work one call at a time, next the lane that
-used the least engine time lately (a decaying sum, ``Load``): a light connection's call
-runs as soon as the current one ends, heavy ones take turns, and a backlog is no claim on
-the thread. A lane has at most one call queued or
-running at a time, on whichever worker its router picks, so a connection never races
-itself across threads. Workers are daemon threads: a call stuck in the engine never keeps
-the process alive. Nothing here knows Perspective; ``engine.py`` supplies the routing.
+``Worker`` thread serves the lanes that have work one call at a time, next the lane whose
+queue time plus engine time used lately (a decaying sum, ``Load``) is least: a light
+connection's call runs as soon as the current one ends, heavy ones take turns, and a
+backlog is no claim on the thread. Counting the queue time bounds the wait: a lane that
+used L seconds goes before every lane queued more than L after it, so a stream of new
+connections (load 0 each) cannot starve it, as it could when the load alone decided.
+A lane has at most one call queued or running at a time, on whichever worker its router
+picks, so a connection never races itself across threads. Workers are daemon threads: a
+call stuck in the engine never keeps the process alive. Nothing here knows Perspective; ``engine.py`` supplies the routing.
 """
 
 from __future__ import annotations
@@ -215,8 +217,10 @@ class Lane:
 class Worker:
     """A daemon thread serving lanes one call at a time, the least loaded lane first.
 
-    A lane's load is read when it queues; among equal loads (all new, say) the one queued
-    first goes first. ``admit(task)`` may return another worker to send the lane's head to
+    A lane's turn is fixed when it queues: the time then plus its load (engine seconds used
+    lately). Among lanes queued together the least loaded goes first; a loaded lane still
+    comes before lanes queued more than its load later (first come, first served among new
+    lanes). ``admit(task)`` may return another worker to send the lane's head to
     instead (the reader hands a read back to the engine thread when it must not run beside
     it); ``chore()`` runs before the next call after ``poke()`` (the engine's paced poll);
     ``guard`` is a lock held around each call. Wake-ups go through a ``SimpleQueue``, one
@@ -236,7 +240,7 @@ class Worker:
         self._chore = chore
         self._guard = guard
         self._lock = threading.Lock()
-        self._ready: list[tuple[float, int, Lane]] = []  # a heap: (load when queued, order, lane)
+        self._ready: list[tuple[float, int, Lane]] = []  # a heap: (queued at + load, order, lane)
         self._order = itertools.count()
         self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()  # tokens >= lanes in _ready
         self._poked = False
@@ -251,7 +255,7 @@ class Worker:
         return self._thread.ident
 
     def put(self, lane: Lane) -> None:
-        entry = (lane.load.value(), next(self._order), lane)
+        entry = (time.monotonic() + lane.load.value(), next(self._order), lane)
         with self._lock:
             if self._stopped:
                 raise RuntimeError(f"{self.name} has shut down")

@@ -144,8 +144,8 @@ class DaphneProcess:
     ``DJANGO_SETTINGS_MODULE``) with ``env`` added to the environment: point its database
     at one it shares with the test, or make users through ``login()``, which runs in the
     server's environment. ``app`` defaults to the settings' ``ASGI_APPLICATION``.
-    ``launcher`` is the module run with ``python -m``: ``"daphne"`` itself, or this app's
-    launch of it (``django_perspective.serve``). Use it as a context manager, or
+    ``launcher`` is the module run with ``python -m``: daphne through this app's launch
+    (``django_perspective.serve``), or ``"daphne"`` itself. Use it as a context manager, or
     ``start()`` and ``stop()``.
     """
 
@@ -160,7 +160,7 @@ class DaphneProcess:
         port: int | None = None,
         cwd: Path | None = None,
         unix_socket: Path | None = None,
-        launcher: str = "daphne",
+        launcher: str = "django_perspective.serve",
     ) -> None:
         self.port = port or free_port()
         self.launcher = launcher

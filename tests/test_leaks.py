@@ -85,8 +85,9 @@ async def settled(server: DaphneProcess) -> dict:
 
 
 @pytest.mark.timeout(900)  # 11,000 connections: minutes on a loaded 2-core machine
-async def test_ten_thousand_cycles_leave_no_views_and_no_memory_behind(demo_db, tmp_path):
-    server = DaphneProcess(tmp_path / "daphne.log", env=demo_db).start()
+@pytest.mark.parametrize("launcher", ["django_perspective.serve", "daphne"])
+async def test_ten_thousand_cycles_leave_no_views_and_no_memory_behind(demo_db, tmp_path, launcher):
+    server = DaphneProcess(tmp_path / "daphne.log", env=demo_db, launcher=launcher).start()
     try:
         await run_cycles(server, 1000)  # warm up: allocator pools, caches, imports
         assert await settled(server) == {"free": True, "connections": 0}

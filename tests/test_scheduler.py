@@ -247,6 +247,25 @@ def test_the_lane_with_the_least_recent_engine_time_goes_next(engine):
     assert order[:5] == [f"light {i}" for i in range(5)], order
 
 
+def test_a_stream_of_new_lanes_does_not_starve_a_lane_that_used_the_engine(engine):
+    # By load alone every newcomer (load 0) went before a lane that had used 0.2 s, for as
+    # long as newcomers kept coming: test_leaks' cycles waited over 60 s and the server grew
+    # to 12 GB. Waiting counts now: the loaded lane goes once it has waited about its load.
+    heavy = Lane(engine, label="heavy")
+    heavy.call(time.sleep, 0.2)
+    served = threading.Event()
+    heavy.call(served.set)
+    started = time.monotonic()
+    newcomers = 0
+    while not served.is_set() and time.monotonic() - started < 4:
+        Lane(engine, label=f"new {newcomers}").call(time.sleep, 0.02)  # faster than served
+        newcomers += 1
+        time.sleep(0.01)
+    waited = time.monotonic() - started
+    assert served.is_set(), f"starved for {waited:.1f} s behind {newcomers} new lanes"
+    assert waited < 1.6, f"served after {waited:.1f} s behind {newcomers} new lanes"
+
+
 def test_a_small_read_runs_on_the_calling_thread_only_when_nothing_could_make_it_wait():
     engine = Engine(poll_interval=30, concurrent_reads=True, call_timeout=0)  # writes stay unpolled
     try:

@@ -23,7 +23,7 @@ ROWS = [0, 1, 2, 3, 700, 1_500, 1_600, 1_700, 3_000, 10_000, 200_000]
 @pytest.fixture(scope="module")
 def servers(demo_db, tmp_path_factory):
     logs = tmp_path_factory.mktemp("serve")
-    ours = DaphneProcess(logs / "serve.log", env=demo_db, unix_socket=logs / "serve.sock", launcher="django_perspective.serve").start()
+    ours = DaphneProcess(logs / "serve.log", env=demo_db, unix_socket=logs / "serve.sock").start()
     stock = DaphneProcess(logs / "daphne.log", env=demo_db, launcher="daphne").start()
     yield ours, stock
     ours.stop()
