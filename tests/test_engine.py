@@ -143,3 +143,39 @@ def test_public_api_from_sync_async_and_threads():
     with pytest.raises(TableNotFound):
         api.get_table("api-test")
     assert get_engine().run(get_engine().client.get_hosted_table_names).count("api-test") == 0
+
+
+def test_perspective_asks_for_a_poll_after_every_request_with_no_pending_flag_of_its_own():
+    # The engine drops the poll request a read makes (it would wake two threads to apply
+    # nothing). That is safe only while Perspective asks again after the next request
+    # whether or not it was polled in between; if an upgrade adds a flag of its own, this fails.
+    import perspective
+
+    asked: list[int] = []
+    server = perspective.Server(on_poll_request=lambda _server: asked.append(1))
+    table = server.new_local_client().table({"a": [1, 2, 3]}, name="t")
+    for request in (table.size, table.schema, table.size, lambda: table.update({"a": [4]})):
+        asked.clear()
+        request()
+        assert asked, "no poll request after a request that followed an unpolled one"
+    server.poll()
+    assert table.size() == 4
+
+
+def test_server_side_updates_still_reach_views_after_reads_dropped_their_poll_requests():
+    engine = Engine(poll_interval=0.02)
+    try:
+        engine.run(lambda: engine.host("t", {"k": "integer"}, index="k"))
+        notified, view = _watch(engine, "t")
+        for _ in range(20):
+            engine.run(lambda: engine.client.open_table("t").size())  # reads: no poll asked
+        engine.run(lambda: engine.client.open_table("t").update([{"k": 1}]))  # the paced poll
+        deadline = threading.Event()
+        for _ in range(100):
+            if notified:
+                break
+            deadline.wait(0.02)
+        assert notified, "a server-side update was never polled after reads"
+        assert engine.run(lambda: view.num_rows()) == 1
+    finally:
+        engine.shutdown()
