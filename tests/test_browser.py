@@ -157,6 +157,10 @@ def test_viewers_reconnect_after_server_killed_and_restarted(
             "async () => await document.querySelector('#ticks-grid')"
             ".restore({sort: [['price', 'desc']], columns: ['symbol', 'price']})"
         )
+        # The page records a change with the viewer's save(), which needs the server: a
+        # change made in the moment before the server dies is lost (CI failed once killing
+        # it right after restore()). Give the page that moment, as a user's clicks would.
+        page.wait_for_timeout(1000)
         for _ in range(2):
             proc.kill()
             page.wait_for_function(ALL_OFFLINE, timeout=10_000)
