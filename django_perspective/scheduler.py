@@ -1,4 +1,4 @@
-"""Fair scheduling of engine work: lanes served by worker threads, the least loaded first.
+"""Fair scheduling of engine work: lanes served by worker threads, least queue time plus load first.
 
 One engine thread serves every connection, so first come, first served lets one client's
 backlog stall everybody's small requests for many seconds. Here each connection - and the
@@ -11,7 +11,8 @@ used L seconds goes before every lane queued more than L after it, so a stream o
 connections (load 0 each) cannot starve it, as it could when the load alone decided.
 A lane has at most one call queued or running at a time, on whichever worker its router
 picks, so a connection never races itself across threads. Workers are daemon threads: a
-call stuck in the engine never keeps the process alive. Nothing here knows Perspective; ``engine.py`` supplies the routing.
+call stuck in the engine never keeps the process alive. Nothing here knows Perspective;
+``engine.py`` supplies the routing.
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ class Lane:
 
 
 class Worker:
-    """A daemon thread serving lanes one call at a time, the least loaded lane first.
+    """A daemon thread serving lanes one call at a time, least queue time plus load first.
 
     A lane's turn is fixed when it queues: the time then plus its load (engine seconds used
     lately). Among lanes queued together the least loaded goes first; a loaded lane still

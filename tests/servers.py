@@ -25,6 +25,8 @@ from django_perspective.testing import MAX_MESSAGE, free_port, wait_for_port  # 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "example_project.asgi:application"
 SETTINGS = "tests.settings"
+# The ways to run daphne a test compares: this app's launch of it, and daphne's own command.
+LAUNCHERS = ["django_perspective.serve", "daphne"]
 
 
 def rss_kib(pid: int) -> int:

@@ -13,7 +13,7 @@ import perspective
 import pytest
 import websockets
 
-from .servers import DaphneProcess, rss_kib
+from .servers import LAUNCHERS, DaphneProcess, rss_kib
 
 pytestmark = pytest.mark.e2e
 
@@ -85,7 +85,7 @@ async def settled(server: DaphneProcess) -> dict:
 
 
 @pytest.mark.timeout(900)  # 11,000 connections: minutes on a loaded 2-core machine
-@pytest.mark.parametrize("launcher", ["django_perspective.serve", "daphne"])
+@pytest.mark.parametrize("launcher", LAUNCHERS)
 async def test_ten_thousand_cycles_leave_no_views_and_no_memory_behind(demo_db, tmp_path, launcher):
     server = DaphneProcess(tmp_path / "daphne.log", env=demo_db, launcher=launcher).start()
     try:

@@ -14,7 +14,7 @@ import websockets
 
 from django_perspective.client import Connection, default_origin
 
-from .servers import DaphneProcess, connect
+from .servers import LAUNCHERS, DaphneProcess, connect
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +34,7 @@ def connections(server: DaphneProcess) -> int:
         return json.loads(response.read())["connections"]
 
 
-@pytest.mark.parametrize("launcher", ["django_perspective.serve", "daphne"])
+@pytest.mark.parametrize("launcher", LAUNCHERS)
 async def test_a_client_that_stops_reading_is_closed_and_others_stay_fast(demo_db, tmp_path, launcher):
     env = {**demo_db, "MAX_OUTBOX_BYTES": str(LIMIT)}
     server = DaphneProcess(tmp_path / "daphne.log", env=env, settings="tests.settings_live", launcher=launcher).start()
