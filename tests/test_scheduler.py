@@ -121,6 +121,9 @@ def test_a_read_waits_for_the_engine_thread_while_a_write_awaits_its_poll():
         lane = Lane(engine, label="reader")
         threads: list[str] = []
         lane.read(lambda: threads.append(threading.current_thread().name))
+        deadline = time.monotonic() + 5
+        while not threads and time.monotonic() < deadline:  # else the write below could overtake it
+            time.sleep(0.01)
         engine.run(lambda: engine.open_table("w").update([{"k": 1, "v": 2}]))  # a server-side write, unpolled
         lane.read(lambda: threads.append(threading.current_thread().name))
         engine.run(lambda: None)
