@@ -43,30 +43,24 @@ class Envelope:
 
 def read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     """Decode one base-128 varint at ``pos``; return ``(value, next_pos)``."""
-    end = len(data)
-    if pos < end and data[pos] < 0x80:  # one byte: tags and small values
-        return data[pos], pos + 1
-    result = 0
-    shift = 0
-    while True:
-        if pos >= end:
-            raise ProtocolError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ProtocolError("varint longer than 64 bits")
+    return _varint_within(data, pos, len(data))
 
 
 def _varint_within(data: bytes | memoryview, pos: int, end: int) -> tuple[int, int]:
     """A varint that must end by ``end`` (a field never runs past its message)."""
-    value, pos = read_varint(data, pos)
-    if pos > end:
-        raise ProtocolError("truncated varint")
-    return value, pos
+    # Every request's msg_id is a random 32-bit number, five bytes: this loop is hot.
+    result = 0
+    shift = 0
+    while pos < end:
+        byte = data[pos]
+        pos += 1
+        if byte < 0x80:
+            return result | byte << shift, pos
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if shift > 63:
+            raise ProtocolError("varint longer than 64 bits")
+    raise ProtocolError("truncated varint")
 
 
 def read_field(data: bytes | memoryview, pos: int, end: int) -> tuple[int, int, int | tuple[int, int], int]:
@@ -163,15 +157,12 @@ _SMALL = [bytes((n,)) for n in range(0x80)]  # the one-byte varints: tags, small
 def varint(value: int) -> bytes:
     if 0 <= value < 0x80:
         return _SMALL[value]
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
+    out = []
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
         value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+    out.append(value)
+    return bytes(out)
 
 
 def encode_len(field: int, payload: bytes) -> bytes:

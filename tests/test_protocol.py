@@ -48,3 +48,19 @@ def test_a_varint_may_not_run_past_its_message(tail):
     frame = b"\x08\x01" + protocol.varint(24 << 3 | 2) + bytes([len(body)]) + body + b"\x12\x01v"
     with pytest.raises(protocol.ProtocolError, match="truncated"):
         schema.decode(frame)
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 2**28 - 1, 2**28, 2933731833, 2**32 - 1, 2**63, 2**64 - 1])
+def test_varints_round_trip(value):
+    encoded = protocol.varint(value)
+    assert protocol.read_varint(encoded + b"\x01", 0) == (value, len(encoded))
+    assert encoded[-1] < 0x80 and all(byte >= 0x80 for byte in encoded[:-1])  # minimal, one byte per 7 bits
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [(b"", "truncated"), (b"\x80\x80", "truncated"), (b"\xff" * 10 + b"\x01", "longer than 64 bits")],
+)
+def test_bad_varints_raise_protocol_error(data, message):
+    with pytest.raises(protocol.ProtocolError, match=message):
+        protocol.read_varint(data, 0)
