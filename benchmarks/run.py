@@ -3,7 +3,7 @@
 Starts Perspective's Tornado handler and our consumer under daphne - this app's launch
 (``python -m django_perspective.serve``) and daphne's own command (``daphne-stock``) - and
 under uvicorn, side by side on loopback, then runs every workload round by round across the
-servers (A B C A B C) so machine noise hits all alike. Prints the medians and ratios to the
+servers (A B C, then B C A, C A B) so machine noise hits all alike. Prints the medians and ratios to the
 Tornado handler and writes ``benchmarks/results/latest.{json,md,png}`` (``latest-quick.*`` with ``--quick``).
 """
 
@@ -54,7 +54,9 @@ async def measure(procs: list[ServerProcess], rows: int, only: list[str], p: dic
 
         async def rounds(workload: str, count: int, fn: Any) -> None:
             for n in range(count):
-                for target in targets:
+                # Each round starts with the next server: none always runs first, or right
+                # after the same neighbour (the client's own garbage and caches carry over).
+                for target in targets[n % len(targets):] + targets[: n % len(targets)]:
                     result = await fn(target)
                     raw[workload].setdefault(target.key, []).append(result)
                     log(f"{workload} round {n + 1}/{count} {target.key}: "
