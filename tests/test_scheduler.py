@@ -7,12 +7,20 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 from django_perspective import schema
 from django_perspective.engine import Engine, Lane
 from django_perspective.scheduler import Budget
+
+
+def wait_until(done: Callable[[], bool], seconds: float) -> None:
+    """Poll ``done`` until it holds or ``seconds`` pass; the caller asserts what it expects."""
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -82,9 +90,7 @@ def test_another_lanes_backlog_delays_a_call_by_at_most_one_call(engine):
     bystander.call(lambda: order.append("bystander"))
     gate.set()
     engine.run(lambda: None)
-    deadline = time.monotonic() + 10
-    while len(order) < 21 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(order) >= 21, 10)
     assert order.index("bystander") <= 1, order
 
 
@@ -98,9 +104,7 @@ def test_reads_take_turns_on_the_reader_thread_too(engine):
         busy.read(lambda i=i: (time.sleep(0.01), order.append((f"busy {i}", threading.current_thread().name))))
     bystander.read(lambda: order.append(("bystander", threading.current_thread().name)))
     gate.set()
-    deadline = time.monotonic() + 10
-    while len(order) < 21 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(order) >= 21, 10)
     names = [name for name, _ in order]
     assert names.index("bystander") <= 1, names
     assert {thread for _, thread in order} == {"perspective-reader"}
@@ -121,15 +125,11 @@ def test_a_read_waits_for_the_engine_thread_while_a_write_awaits_its_poll():
         lane = Lane(engine, label="reader")
         threads: list[str] = []
         lane.read(lambda: threads.append(threading.current_thread().name))
-        deadline = time.monotonic() + 5
-        while not threads and time.monotonic() < deadline:  # else the write below could overtake it
-            time.sleep(0.01)
+        wait_until(lambda: bool(threads), 5)  # else the write below could overtake it
         engine.run(lambda: engine.open_table("w").update([{"k": 1, "v": 2}]))  # a server-side write, unpolled
         lane.read(lambda: threads.append(threading.current_thread().name))
         engine.run(lambda: None)
-        deadline = time.monotonic() + 5
-        while len(threads) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(threads) >= 2, 5)
         assert threads == ["perspective-reader", "perspective-engine"]
     finally:
         engine.shutdown(timeout=10)
@@ -182,9 +182,7 @@ def test_every_lane_call_is_charged_to_its_lane(engine):
     lane.call(time.sleep, 0.2)
     lane.read(time.sleep, 0.2)
     engine.run(lambda: None)
-    deadline = time.monotonic() + 5
-    while lane.pending() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: not lane.pending(), 5)
     assert lane.budget.used() >= 0.39
     assert "engine time budget exceeded" in (lane.over_budget() or "")
 
@@ -243,9 +241,7 @@ def test_the_lane_with_the_least_recent_engine_time_goes_next(engine):
         heavy.call(lambda i=i: (time.sleep(0.03), order.append(f"heavy {i}")))
     for i in range(5):
         light.call(lambda i=i: order.append(f"light {i}"))
-    deadline = time.monotonic() + 10
-    while len(order) < 15 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(order) >= 15, 10)
     # Round-robin would interleave them; by load, the light lane's calls all go first.
     assert order[:5] == [f"light {i}" for i in range(5)], order
 
@@ -307,9 +303,7 @@ def test_a_read_run_here_is_charged_and_what_it_queued_runs_after_it(engine):
 
     assert lane.run_here(read)
     engine.run(lambda: None)
-    deadline = time.monotonic() + 5
-    while len(order) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(order) >= 2, 5)
     assert order == ["read", "perspective-engine"]
     assert lane.budget.used() >= 0.04
 
