@@ -43,7 +43,10 @@ class Envelope:
 
 def read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     """Decode one base-128 varint at ``pos``; return ``(value, next_pos)``."""
-    return _varint_within(data, pos, len(data))
+    end = len(data)
+    if pos < end and data[pos] < 0x80:  # one byte: tags and small values, without the loop's call
+        return data[pos], pos + 1
+    return _varint_within(data, pos, end)
 
 
 def _varint_within(data: bytes | memoryview, pos: int, end: int) -> tuple[int, int]:
