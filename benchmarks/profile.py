@@ -111,7 +111,7 @@ async def drive(server_url: str, http: str, pid: int, seconds: float, on_ready: 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--server", default="daphne", choices=["tornado", "daphne", "daphne-stock", "uvicorn"])
+    parser.add_argument("--server", default="daphne", choices=["tornado", "daphne", "daphne-stock", "uvicorn", "uvicorn-stock"])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--top", type=int, default=25)

@@ -14,10 +14,11 @@ LABELS = {
     "tornado": "(a) Tornado handler",
     "daphne": "(b) ours, daphne (our launch)",
     "daphne-stock": "(b') ours, daphne (its own command)",
-    "uvicorn": "(c) ours, uvicorn",
+    "uvicorn": "(c) ours, uvicorn (our protocol)",
+    "uvicorn-stock": "(c') ours, uvicorn (its own protocol)",
 }
-SERVERS = ("tornado", "daphne", "daphne-stock", "uvicorn")
-TARGETED = ("daphne", "uvicorn")  # the issue's targets; stock daphne is shown for comparison
+SERVERS = ("tornado", "daphne", "daphne-stock", "uvicorn", "uvicorn-stock")
+TARGETED = ("daphne", "uvicorn")  # the issue's targets; the stock commands are shown for comparison
 # (workload, metric, unit, higher_is_better)
 ROWS = [
     ("viewport", "p50_ms", "ms", False),
@@ -81,7 +82,7 @@ def targets(med: dict[str, Any], raw: dict[str, Any] | None = None) -> list[tupl
         met = None if math.isnan(r) else (r >= limit if higher else r <= limit)
         rounds = paired(raw, workload, metric, server) if raw else []
         spread = f" (rounds {rounds[0]:.2f}-{rounds[-1]:.2f}x)" if len(rounds) > 1 else ""
-        out.append((name, f"{r:.2f}x{spread}", met))
+        out.append((name, "not measured" if met is None else f"{r:.2f}x{spread}", met))
 
     for server in TARGETED:
         check(f"{server}: viewport p50 <= 1.0x", "viewport", "p50_ms", server, 1.0, False)
@@ -164,7 +165,8 @@ def plot(raw: dict[str, Any], med: dict[str, Any], path: Path) -> None:
     panels = [(w, m, u, h) for w, m, u, h in ROWS if w in med and "cpu" not in m and m != "small_first"]
     cols = 3
     fig, axes = plt.subplots(math.ceil(len(panels) / cols), cols, figsize=(13, 3.2 * math.ceil(len(panels) / cols)))
-    colours = {"engine": "#999999", "tornado": "#4c72b0", "daphne": "#dd8452", "daphne-stock": "#f2c49b", "uvicorn": "#55a868"}
+    colours = {"engine": "#999999", "tornado": "#4c72b0", "daphne": "#dd8452", "daphne-stock": "#f2c49b", "uvicorn": "#55a868",
+               "uvicorn-stock": "#a6d8b0"}
     for ax, (workload, metric, unit, higher) in zip(axes.flat, panels):
         servers = [s for s in ("engine", *SERVERS) if s in med[workload]]
         for i, server in enumerate(servers):

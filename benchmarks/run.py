@@ -4,7 +4,8 @@ Starts Perspective's Tornado handler and our consumer under daphne - this app's 
 (``python -m django_perspective.serve``) and daphne's own command (``daphne-stock``) - and
 under uvicorn, side by side on loopback, then runs every workload round by round across the
 servers (A B C, then B C A, C A B) so machine noise hits all alike. Prints the medians and ratios to the
-Tornado handler and writes ``benchmarks/results/latest.{json,md,png}`` (``latest-quick.*`` with ``--quick``).
+Tornado handler and writes ``benchmarks/results/latest.{json,md,png}`` (``latest-quick.*`` with ``--quick``,
+``latest-partial.*`` with ``--only`` or ``--servers``).
 """
 
 from __future__ import annotations
@@ -127,7 +128,10 @@ def main() -> None:
             proc.stop()
     meta["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print()
-    print(report.write(RESULTS, "latest-quick" if args.quick else "latest", meta, raw))
+    # Only a full run replaces latest.*, which the README quotes; a part of one goes beside it.
+    partial = args.only != WORKLOADS or args.servers != list(report.SERVERS)
+    name = "latest-quick" if args.quick else "latest-partial" if partial else "latest"
+    print(report.write(RESULTS, name, meta, raw))
 
 
 if __name__ == "__main__":

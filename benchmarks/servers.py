@@ -68,6 +68,10 @@ class ServerProcess:
             self.proc.wait(15)
 
 
+UVICORN_OPTIONS = ["--host", "127.0.0.1", "--port", "{port}", "--lifespan", "off", "--no-access-log",
+                   "--log-level", "warning", "--ws-per-message-deflate", "false"]
+
+
 def servers(rows: int) -> list[ServerProcess]:
     """(a) Perspective's Tornado handler, (b) our consumer under daphne, (c) under uvicorn."""
     size = str(MAX_MESSAGE)
@@ -97,12 +101,17 @@ def servers(rows: int) -> list[ServerProcess]:
         ),
         ServerProcess(
             "uvicorn",
-            "django-perspective on uvicorn",
+            "django-perspective on uvicorn (python -m django_perspective.uvicorn_ws)",
             OURS_WS,
             # uvicorn accepts permessage-deflate by default: it made bulk replies 3.1x slower.
-            ["-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}", "--lifespan", "off",
-             "--no-access-log", "--log-level", "warning", "--ws-max-size", size,
-             "--ws-per-message-deflate", "false", ASGI_APP],
+            ["-m", "django_perspective.uvicorn_ws", *UVICORN_OPTIONS, "--ws-max-size", size, ASGI_APP],
+            rows,
+        ),
+        ServerProcess(
+            "uvicorn-stock",
+            "django-perspective on uvicorn's own command",
+            OURS_WS,
+            ["-m", "uvicorn", *UVICORN_OPTIONS, "--ws-max-size", size, ASGI_APP],
             rows,
         ),
     ]

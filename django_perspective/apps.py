@@ -8,8 +8,11 @@ class DjangoPerspectiveConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, conf, engine, presence, publishing  # noqa: F401  (system checks, registry signals)
+        from . import checks, conf, engine, memory, presence, publishing  # noqa: F401  (system checks, registry signals)
         from .tables import declared
+
+        # Before any engine thread exists: threads made later share the tuned main heap.
+        memory.tune(conf.get("RETAIN_FREED_MEMORY"))
 
         # The engine and presence import nothing above them: the modules that know which
         # tables exist hand them their hooks here.

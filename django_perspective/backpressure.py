@@ -5,8 +5,9 @@ without bound when a client stops reading its socket. Twisted pauses a registere
 producer once that buffer passes its high-water mark (64 KiB) and resumes it when the
 socket has drained; a ``Gate`` is such a producer, registered on the connection behind
 daphne's ``send`` with Twisted's public ``registerProducer``. While it is shut, responses
-stay in the consumer's outbox, where ``MAX_OUTBOX_BYTES`` bounds them. Servers whose
-``send`` itself waits for the socket (uvicorn) need no gate.
+stay in the consumer's outbox, where ``MAX_OUTBOX_BYTES`` bounds them. Uvicorn's ``send``
+waits for the socket itself, on its protocol's ``writable`` event; a direct send past it
+(``uvicorn_ws.py``) waits on the same event, as this module's gate.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any
 class Gate:
     """Open while the transport accepts more bytes (Twisted ``IPushProducer``)."""
 
-    def __init__(self) -> None:
-        self.open = asyncio.Event()
-        self.open.set()
+    def __init__(self, event: asyncio.Event | None = None) -> None:
+        self.open = event if event is not None else asyncio.Event()
+        if event is None:
+            self.open.set()
 
     def pauseProducing(self) -> None:  # noqa: N802  (Twisted's interface)
         self.open.clear()
@@ -33,21 +35,29 @@ class Gate:
         self.open.set()
 
 
-def daphne_protocol(send: Any) -> Any:
-    """The autobahn protocol behind daphne's ``send``: ``partial(server.handle_reply, protocol)``,
-    possibly wrapped by Channels' session middleware (``InstanceSessionWrapper.real_send``)."""
+def server_protocol(send: Any) -> Any:
+    """The server's protocol object behind ASGI ``send``, through Channels' session
+    middleware (``InstanceSessionWrapper.real_send``): daphne's autobahn protocol
+    (``send`` is ``partial(server.handle_reply, protocol)``) or uvicorn's websocket protocol
+    (``send`` is its bound method); None if neither."""
     for _ in range(8):
         if isinstance(send, functools.partial):
             return send.args[0] if send.args else None
-        send = getattr(getattr(send, "__self__", None), "real_send", None)
-        if send is None:
-            return None
+        owner = getattr(send, "__self__", None)
+        inner = getattr(owner, "real_send", None)
+        if inner is None:
+            return owner
+        send = inner
     return None
 
 
 def gate_for(send: Any) -> Gate | None:
-    """A gate on daphne's transport behind ``send``, or None under other servers."""
-    transport = getattr(daphne_protocol(send), "transport", None)
+    """A gate on the transport behind ``send``: Twisted's (daphne) or uvicorn's ``writable``."""
+    protocol = server_protocol(send)
+    writable = getattr(protocol, "writable", None)
+    if isinstance(writable, asyncio.Event):
+        return Gate(writable)
+    transport = getattr(protocol, "transport", None)
     if transport is None:
         return None
     # After the upgrade, Twisted's HTTPChannel is still the transport's producer and passes
@@ -55,6 +65,8 @@ def gate_for(send: Any) -> Gate | None:
     consumer = getattr(transport, "producer", None)
     if not hasattr(consumer, "registerProducer"):
         consumer = transport
+    if not hasattr(consumer, "registerProducer"):  # not Twisted
+        return None
     gate = Gate()
     try:
         consumer.registerProducer(gate, True)

@@ -120,9 +120,9 @@ class PerspectiveConsumer(AsyncWebsocketConsumer):
             await self.close(code=refusal)
             return
         self._gate = backpressure.gate_for(self.base_send)
-        # Under ``python -m django_perspective.serve``: daphne's protocol can send a binary
-        # reply directly, without the ASGI send's hops (``serve.py``).
-        self._send_binary = getattr(backpressure.daphne_protocol(self.base_send), "send_binary", None)
+        # Under ``python -m django_perspective.serve`` (daphne) or ``.uvicorn_ws`` (uvicorn): the
+        # server's protocol can send a binary reply directly, without the ASGI send's hops.
+        self._send_binary = getattr(backpressure.server_protocol(self.base_send), "send_binary", None)
         self._writer = self._loop.create_task(self._drain())
         # Queued, not awaited: the session opens before any of this connection's requests
         # (the lane keeps order), and a busy engine never delays the handshake. Once the

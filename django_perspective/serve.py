@@ -21,25 +21,17 @@ protocol behind daphne's ``send`` (``backpressure.daphne_protocol``) and calls
 
 from __future__ import annotations
 
-import struct
 import sys
 from typing import Any
 
 from daphne import cli, server, ws_protocol
 from twisted.internet import tcp
 
+from . import websocket
+
 # Payloads up to this size go out with their header in one send; larger ones after it,
 # as they are, so Twisted can write the rest from the same bytes object.
 COALESCE_BYTES = 64 * 1024
-
-
-def frame_header(length: int) -> bytes:
-    """The header of one unmasked, final, binary frame of ``length`` bytes."""
-    if length < 126:
-        return bytes((0x82, length))
-    if length < 1 << 16:
-        return struct.pack("!BBH", 0x82, 126, length)
-    return struct.pack("!BBQ", 0x82, 127, length)
 
 
 class WebSocketProtocol(ws_protocol.WebSocketProtocol):
@@ -57,36 +49,18 @@ class WebSocketProtocol(ws_protocol.WebSocketProtocol):
         over the size limits, bytes autobahn holds already, a fragmented message under way,
         compression - goes to autobahn, which parses (and refuses) it by the RFC.
         """
-        size = len(data)
         if (
-            size < 6
-            or data[0] != 0x82  # FIN, no reserved bits, opcode 2
-            or not data[1] & 0x80  # clients must mask
-            or self.state != self.STATE_OPEN
+            self.state != self.STATE_OPEN
             or self.data
             or self.current_frame is not None
             or self.inside_message
             or self._perMessageCompress is not None
         ):
             return False
-        length, start = data[1] & 0x7F, 2
-        if length == 126:
-            length, start = int.from_bytes(data[2:4], "big"), 4
-            if length < 126:
-                return False
-        elif length == 127:
-            length, start = int.from_bytes(data[2:10], "big"), 10
-            if length < 1 << 16:
-                return False
-        if start + 4 + length != size:
+        payload = websocket.one_binary_frame(data, self.maxFramePayloadSize, self.maxMessagePayloadSize)
+        if payload is None:
             return False
-        for limit in (self.maxFramePayloadSize, self.maxMessagePayloadSize):
-            if 0 < limit < length:
-                return False
-        mask = data[start : start + 4]
-        masked = int.from_bytes(data[start + 4 :], "little")
-        key = int.from_bytes(mask * (length // 4 + 1), "little") & ((1 << (8 * length)) - 1)
-        self.onMessage((masked ^ key).to_bytes(length, "little"), True)
+        self.onMessage(payload, True)
         return True
 
     def sendMessage(self, payload: bytes, isBinary: bool = False, fragmentSize: int | None = None,  # noqa: N802,N803
@@ -115,7 +89,7 @@ class WebSocketProtocol(ws_protocol.WebSocketProtocol):
         transport = self.transport
         if not transport.connected or transport.disconnecting:
             return True  # gone: autobahn drops such a send too
-        header = frame_header(len(payload))
+        header = websocket.frame_header(len(payload))
         if transport.dataBuffer or transport._tempDataBuffer:
             # Twisted holds bytes not yet sent: append behind them, in order.
             transport.write(header)

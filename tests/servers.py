@@ -45,6 +45,26 @@ class DaphneProcess(testing.DaphneProcess):
         super().__init__(log_path, app=app, settings=settings, cwd=ROOT, **options)
 
 
+class UvicornProcess(DaphneProcess):
+    """The same app under uvicorn: through this app's protocol (``launcher`` is
+    ``django_perspective.uvicorn_ws``, the default) or ``"uvicorn"`` itself."""
+
+    def __init__(self, log_path: Path, *, launcher: str = "django_perspective.uvicorn_ws", **options: Any) -> None:
+        super().__init__(log_path, launcher=launcher, **options)
+
+    def start(self) -> UvicornProcess:
+        app = self.app or testing._asgi_target(self.settings, self.cwd, self.env)
+        # uvicorn accepts permessage-deflate unless told not to; daphne and Tornado decline it.
+        cmd = [sys.executable, "-m", self.launcher, "--host", "127.0.0.1", "--port", str(self.port),
+               "--lifespan", "off", "--log-level", "warning", "--ws-per-message-deflate", "false"]
+        if self.max_message is not None:
+            cmd += ["--ws-max-size", str(self.max_message)]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([*cmd, app], cwd=self.cwd, env=self.env, stdout=log, stderr=log)
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+
 def migrate(env: dict[str, str], settings: str = SETTINGS) -> None:
     testing.migrate(env, settings=settings, cwd=ROOT)
 

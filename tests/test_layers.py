@@ -22,7 +22,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("arrow",),
     # Foundations: settings, row encoding, the wire format, file and SQL readers, small helpers.
-    ("conf", "data", "protocol", "backpressure", "finders", "client", "files", "sql", "presence", "expressions", "scheduler", "fields", "principals", "memory", "serve"),
+    ("conf", "data", "protocol", "backpressure", "finders", "client", "files", "sql", "presence", "expressions", "scheduler", "fields", "principals", "memory", "websocket"),
+    # The server launches with a direct path for binary frames (daphne, uvicorn).
+    ("serve", "uvicorn_ws"),
     # The request schema (every request type, field by field), then what the engine holds.
     ("schema",),
     ("catalog",),

@@ -8,7 +8,7 @@ import asyncio
 import pyarrow as pa
 import pytest
 
-from django_perspective import serve
+from django_perspective import websocket
 
 from .servers import DaphneProcess, connect
 
@@ -35,7 +35,7 @@ def servers(demo_db, tmp_path_factory):
     [(0, "8200"), (125, "827d"), (126, "827e007e"), (65_535, "827effff"), (65_536, "827f0000000000010000")],
 )
 def test_frame_headers_follow_rfc_6455(length, expected):
-    assert serve.frame_header(length).hex() == expected
+    assert websocket.frame_header(length).hex() == expected
 
 
 async def _replies(url: str, **options: str) -> list[bytes]:
@@ -106,22 +106,29 @@ async def _raw(url: str, *writes: bytes, pause: float = 0.0) -> tuple[list[int],
 
 ONE, TWO, THREE = (_size_request(n) for n in (1, 2, 3))
 SPLIT = _frame(ONE)
+# A read that ends right after the first frame's two header bytes: the library's parser is
+# then inside a frame with nothing buffered, and must get the rest.
+HEADER_ONLY = (_frame(_size_request(7))[:2], _frame(_size_request(7))[2:])
 
-
-@pytest.mark.parametrize(
-    "writes,pause,expected",
+# (writes, pause between them, (msg_ids answered, close code)) as stock daphne answers them.
+ODD_FRAMES = (
     [
         ([_frame(ONE), _frame(TWO), _frame(THREE)], 0.05, ([1, 2, 3], None)),  # one frame per read
         ([_frame(ONE) + _frame(TWO) + _frame(THREE)], 0, ([1, 2, 3], None)),  # three in one read
         ([SPLIT[:5], SPLIT[5:] + _frame(TWO) + _frame(THREE)], 0.05, ([1, 2, 3], None)),  # split frame
+        ([SPLIT[:2], SPLIT[2:], _frame(TWO), _frame(THREE)], 0.05, ([1, 2, 3], None)),  # split after the header
         ([_frame(ONE[:4], fin=False), _frame(ONE[4:], opcode=0), _frame(TWO), _frame(THREE)], 0.05, ([1, 2, 3], None)),
         ([_frame(ONE), _frame(b"hi", opcode=9), _frame(TWO), _frame(THREE)], 0.05, ([1, 2, 3], None)),  # a ping
         ([_frame(ONE, masked=False)], 0, ([], 0)),  # clients must mask: autobahn drops it
         ([_frame(ONE, rsv=4)], 0, ([], 0)),  # no extension was negotiated
         ([_frame(b"{}", opcode=1)], 0, ([], 4003)),  # text: the consumer closes
     ],
-    ids=["frame-per-read", "frames-in-one-read", "split-frame", "fragmented", "ping", "unmasked", "rsv", "text"],
+    ["frame-per-read", "frames-in-one-read", "split-frame", "split-after-header", "fragmented", "ping",
+     "unmasked", "rsv", "text"],
 )
+
+
+@pytest.mark.parametrize("writes,pause,expected", ODD_FRAMES[0], ids=ODD_FRAMES[1])
 async def test_odd_frames_are_handled_as_stock_daphne_handles_them(servers, writes, pause, expected):
     ours, stock = servers
     assert await _raw(stock.ws_url, *writes, pause=pause) == expected  # the reference
