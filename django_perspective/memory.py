@@ -23,6 +23,7 @@ MIN_INTERVAL = 1.0  # seconds between two trims: a heap of a few hundred MB take
 
 _lock = threading.Lock()
 _last = 0.0
+_pending: threading.Timer | None = None  # a trim asked for too soon, run when it may
 _libc: Any = None
 # glibc's mallopt parameters (malloc.h).
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
@@ -69,15 +70,31 @@ def tune(retain: int) -> bool:
 
 
 def trim() -> bool:
-    """Return free heap memory to the OS now; False where that is not possible or too soon."""
-    global _last
+    """Return free heap memory to the OS now; False where that is not possible or too soon.
+
+    Too soon after the last trim, one trim is scheduled for when the interval has passed,
+    so the last of a burst of closing connections still gives the memory back.
+    """
+    global _last, _pending
     malloc_trim = _malloc_trim()
     if malloc_trim is None:
         return False
     with _lock:
         now = time.monotonic()
         if now - _last < MIN_INTERVAL:
+            if _pending is None:
+                _pending = threading.Timer(_last + MIN_INTERVAL - now, _trailing_trim)
+                _pending.daemon = True
+                _pending.start()
             return False
         _last = now
     malloc_trim(0)
     return True
+
+
+def _trailing_trim() -> None:
+    global _last, _pending
+    with _lock:
+        _pending = None
+        _last = time.monotonic()
+    _malloc_trim()(0)

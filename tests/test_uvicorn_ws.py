@@ -110,7 +110,10 @@ async def test_the_consumer_sends_directly_only_through_this_apps_protocol(ws, d
             await asyncio.sleep(0.02)
         async with connect(f"ws://127.0.0.1:{port}/ws/perspective/") as conn:
             assert "leak" in await conn.client.get_hosted_table_names()
-            [consumer] = [o for o in gc.get_objects() if isinstance(o, PerspectiveConsumer) and not o._closed]
+            [consumer] = [
+                o for o in gc.get_objects()
+                if isinstance(o, PerspectiveConsumer) and o.scope.get("server") == ("127.0.0.1", port) and not o._closed
+            ]
             protocol = backpressure.server_protocol(consumer.base_send)
             assert isinstance(protocol, uvicorn_ws.WebSocketProtocol) is direct
             assert consumer._send_binary == (protocol.send_binary if direct else None)
