@@ -11,7 +11,7 @@ class DjangoPerspectiveConfig(AppConfig):
         from . import checks, conf, engine, memory, presence, publishing  # noqa: F401  (system checks, registry signals)
         from .tables import declared
 
-        # Before any engine thread exists: threads made later share the tuned main heap.
+        # Before any engine thread exists: the arena limit only binds threads made later.
         memory.tune(conf.get("RETAIN_FREED_MEMORY"))
 
         # The engine and presence import nothing above them: the modules that know which

@@ -15,7 +15,7 @@ two things on open, uncompressed connections:
 
 Everything else - the handshake, frame parsing and masking, pings, close, limits, TLS
 endpoints (which keep autobahn's whole path) - is daphne's and autobahn's. The consumer finds the
-protocol behind daphne's ``send`` (``backpressure.daphne_protocol``) and calls
+protocol behind daphne's ``send`` (``backpressure.server_protocol``) and calls
 ``send_binary`` directly when it is there.
 """
 
@@ -28,11 +28,6 @@ from daphne import cli, server, ws_protocol
 from twisted.internet import tcp
 
 from . import websocket
-
-# Payloads up to this size go out with their header in one send; larger ones after it,
-# as they are, so Twisted can write the rest from the same bytes object.
-COALESCE_BYTES = 64 * 1024
-
 
 class WebSocketProtocol(ws_protocol.WebSocketProtocol):
     """Daphne's websocket protocol with a direct path for binary messages."""
@@ -95,7 +90,7 @@ class WebSocketProtocol(ws_protocol.WebSocketProtocol):
             transport.write(header)
             transport.write(payload)
             return True
-        small = len(payload) <= COALESCE_BYTES
+        small = len(payload) <= websocket.COALESCE_BYTES
         data = header + payload if small else header
         try:
             sent = transport.socket.send(data)

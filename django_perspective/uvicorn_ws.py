@@ -20,7 +20,6 @@ does) - is uvicorn's and websockets'. The consumer finds this protocol behind uv
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from uvicorn.main import main as uvicorn_main
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -29,8 +28,6 @@ from websockets.streams import StreamReader
 
 from . import websocket
 
-# Payloads up to this size go out with their header in one write; larger ones after it.
-COALESCE_BYTES = 64 * 1024
 PROTOCOL = "django_perspective.uvicorn_ws:WebSocketProtocol"
 _AT_EOF = StreamReader.at_eof.__code__
 
@@ -92,7 +89,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if transport.is_closing():
             return True  # gone: uvicorn's own send would raise ClientDisconnected
         header = websocket.frame_header(len(payload))
-        if len(payload) <= COALESCE_BYTES:
+        if len(payload) <= websocket.COALESCE_BYTES:
             transport.write(header + payload)
         else:
             transport.write(header)

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import struct
 
+# Replies up to this size go out with their header in one write; larger ones after it, as
+# they are, so the transport sends the rest from the same bytes object, uncopied.
+COALESCE_BYTES = 64 * 1024
+
 
 def frame_header(length: int) -> bytes:
     """The header of one unmasked, final, binary frame of ``length`` bytes."""
